@@ -1,0 +1,203 @@
+// The browser side of pytest-browserml: loads onnxruntime-web, caches sessions,
+// runs them with in-page timing, and moves tensors as raw bytes over the
+// plugin's local HTTP server (never as JSON number lists).
+//
+// Python drives it through page.evaluate with one plain object per call and
+// gets one plain object back; errors come back as {ok: false, error} so that the
+// test, not the page, decides what failed.
+
+let ort = null;
+const sessions = new Map(); // sessionKey -> {session, createMs, firstRunMs, log, placementLog}
+
+// --- capturing ORT's log ---------------------------------------------------
+// ORT writes its log through console.*; while `capture` is set those lines are
+// kept here instead of being forwarded, so session creation at log level 0
+// costs no DevTools traffic. Installed before ORT loads, so ORT binds to it.
+let capture = null;
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  const original = console[level].bind(console);
+  console[level] = (...args) => (capture ? capture.push(args.join(" ")) : original(...args));
+}
+
+// --- memory instrumentation -------------------------------------------------
+// ORT's wasm heap is a WebAssembly.Memory that only grows: its byteLength is its peak.
+const wasmMemories = [];
+const NativeMemory = WebAssembly.Memory;
+WebAssembly.Memory = function (...args) {
+  const memory = new NativeMemory(...args);
+  wasmMemories.push(memory);
+  return memory;
+};
+WebAssembly.Memory.prototype = NativeMemory.prototype;
+
+// No web API reports GPU memory: count the bytes of live buffers ourselves.
+const gpu = { live: 0, peak: 0, sizes: new WeakMap() };
+if (globalThis.GPUDevice) {
+  const createBuffer = GPUDevice.prototype.createBuffer;
+  GPUDevice.prototype.createBuffer = function (descriptor) {
+    const buffer = createBuffer.call(this, descriptor);
+    gpu.sizes.set(buffer, descriptor.size);
+    gpu.live += descriptor.size;
+    gpu.peak = Math.max(gpu.peak, gpu.live);
+    return buffer;
+  };
+  const destroy = GPUBuffer.prototype.destroy;
+  GPUBuffer.prototype.destroy = function () {
+    gpu.live -= gpu.sizes.get(this) ?? 0;
+    gpu.sizes.delete(this);
+    return destroy.call(this);
+  };
+}
+
+// --- loading and probing -----------------------------------------------------
+export async function load({ ortUrl, wasmPaths }) {
+  ort = await import(ortUrl);
+  ort.env.wasm.wasmPaths = wasmPaths;
+  return { ortVersion: ort.env.versions?.web ?? null, crossOriginIsolated };
+}
+
+// Whether the browser exposes what an EP needs, with the browser's own error text.
+export async function probe(ep) {
+  const report = { ep: ep.name, ok: true, reason: null, adapter: null, webnnDevices: null };
+  if (ep.name === "webgpu") {
+    if (!navigator.gpu) return { ...report, ok: false, reason: "navigator.gpu is undefined: WebGPU is not enabled in this browser" };
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return { ...report, ok: false, reason: "navigator.gpu.requestAdapter() returned null: no WebGPU adapter" };
+    const info = adapter.info ?? {};
+    report.adapter = {
+      vendor: info.vendor ?? "", architecture: info.architecture ?? "", device: info.device ?? "",
+      description: info.description ?? "",
+      isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
+      shaderF16: adapter.features.has("shader-f16"),
+    };
+  } else if (ep.name === "webnn") {
+    if (!navigator.ml) return { ...report, ok: false, reason: "navigator.ml is undefined: WebNN is not enabled in this browser" };
+    report.webnnDevices = {};
+    for (const deviceType of ["cpu", "gpu", "npu"]) {
+      try {
+        await navigator.ml.createContext({ deviceType });
+        report.webnnDevices[deviceType] = "ok";
+      } catch (error) {
+        report.webnnDevices[deviceType] = `${error.name}: ${error.message}`;
+      }
+    }
+    const wanted = ep.deviceType ?? "cpu";
+    if (report.webnnDevices[wanted] !== "ok") {
+      return { ...report, ok: false, reason: `navigator.ml.createContext({deviceType: '${wanted}'}) threw ${report.webnnDevices[wanted]}` };
+    }
+  }
+  return report;
+}
+
+// --- tensors as bytes ---------------------------------------------------------
+const ARRAY_TYPES = {
+  float32: Float32Array, float64: Float64Array, float16: Uint16Array,
+  int8: Int8Array, uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array,
+  int32: Int32Array, uint32: Uint32Array, int64: BigInt64Array, uint64: BigUint64Array,
+  bool: Uint8Array,
+};
+
+async function receiveFeeds(url, specs) {
+  const buffer = await (await fetch(url)).arrayBuffer();
+  const feeds = {};
+  for (const spec of specs) {
+    if (spec.dtype === "string") {
+      feeds[spec.name] = new ort.Tensor("string", spec.values, spec.shape);
+      continue;
+    }
+    const ArrayType = ARRAY_TYPES[spec.dtype];
+    const data = new ArrayType(buffer, spec.offset, spec.nbytes / ArrayType.BYTES_PER_ELEMENT);
+    feeds[spec.name] = new ort.Tensor(spec.dtype, data, spec.shape);
+  }
+  return feeds;
+}
+
+// Outputs go back in one PUT; offsets are 8-byte aligned so Python can view them in place.
+async function sendOutputs(url, outputs) {
+  const specs = [];
+  const parts = [];
+  let offset = 0;
+  for (const [name, tensor] of Object.entries(outputs)) {
+    if (tensor.type === "string") {
+      specs.push({ name, dtype: "string", shape: tensor.dims, values: Array.from(tensor.data) });
+      continue;
+    }
+    const data = tensor.data;
+    const padding = (8 - (offset % 8)) % 8;
+    if (padding) parts.push(new Uint8Array(padding));
+    offset += padding;
+    specs.push({ name, dtype: tensor.type, shape: tensor.dims, offset, nbytes: data.byteLength });
+    parts.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    offset += data.byteLength;
+  }
+  const response = await fetch(url, { method: "PUT", body: new Blob(parts) });
+  if (!response.ok) throw new Error(`uploading outputs failed: HTTP ${response.status}`);
+  return specs;
+}
+
+// --- sessions and runs --------------------------------------------------------
+function sessionOptions(request) {
+  const ep = request.ep.name === "webnn"
+    ? { name: "webnn", deviceType: request.ep.deviceType ?? "cpu" }
+    : request.ep.name;
+  const options = { executionProviders: [ep], logSeverityLevel: 0, logVerbosityLevel: 0 };
+  if (request.externalData.length) options.externalData = request.externalData;
+  return options;
+}
+
+async function createSession(request) {
+  const log = [];
+  capture = log;
+  const started = performance.now();
+  try {
+    const session = await ort.InferenceSession.create(request.modelUrl, sessionOptions(request));
+    return { session, createMs: performance.now() - started, log, firstRunMs: null };
+  } catch (error) {
+    throw Object.assign(error instanceof Error ? error : new Error(String(error)), { browsermlLog: log });
+  } finally {
+    capture = null;
+  }
+}
+
+const RUN_OPTIONS = { logSeverityLevel: 2 };
+
+function memoryPeaks() {
+  return {
+    wasm: wasmMemories.length ? Math.max(...wasmMemories.map((m) => m.buffer.byteLength)) : null,
+    gpuBuffers: globalThis.GPUDevice ? gpu.peak : null,
+    jsHeap: performance.memory?.usedJSHeapSize ?? null,
+  };
+}
+
+export async function run(request) {
+  let entry = sessions.get(request.sessionKey);
+  const cached = Boolean(entry);
+  try {
+    const feeds = await receiveFeeds(request.inputUrl, request.inputs);
+    gpu.peak = gpu.live;
+    if (!entry) entry = await createSession(request);
+    let outputs;
+    if (entry.firstRunMs === null) {
+      const started = performance.now();
+      outputs = await entry.session.run(feeds, RUN_OPTIONS);
+      entry.firstRunMs = performance.now() - started;
+      sessions.set(request.sessionKey, entry);
+    }
+    for (let i = 0; i < request.warmup; i++) outputs = await entry.session.run(feeds, RUN_OPTIONS);
+    const timesMs = [];
+    for (let i = 0; i < request.iterations; i++) {
+      const started = performance.now();
+      outputs = await entry.session.run(feeds, RUN_OPTIONS);
+      timesMs.push(performance.now() - started);
+    }
+    outputs ??= await entry.session.run(feeds, RUN_OPTIONS);
+    const outputSpecs = await sendOutputs(request.outputUrl, outputs);
+    return {
+      ok: true, cached, outputs: outputSpecs, timesMs,
+      createMs: entry.createMs, firstRunMs: entry.firstRunMs,
+      log: entry.log, memory: memoryPeaks(),
+    };
+  } catch (error) {
+    return { ok: false, cached, error: String(error?.message ?? error), log: entry?.log ?? error?.browsermlLog ?? [] };
+  }
+}

@@ -1,0 +1,73 @@
+"""The Python side of the page harness: one Playwright page running harness.js.
+
+Every call into the page has a deadline enforced by Playwright's driver, not
+by the page, so a page whose main thread is stuck in wasm still times out.
+A page that crashed or hung is closed; its owner opens a new one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from .server import HarnessServer
+
+CONSOLE_KEPT = 200
+
+
+class PageFailure(RuntimeError):
+    """The page crashed, hung past its deadline or was closed: it cannot be used again."""
+
+
+class HarnessPage:
+    def __init__(self, browser, server: HarnessServer, ort_bundle: str, timeout_s: float):
+        self.timeout_s = timeout_s
+        self.crashed = False
+        self.console: deque[str] = deque(maxlen=CONSOLE_KEPT)
+        self.page = browser.new_page()
+        self.page.on("console", self._on_console)
+        self.page.on("crash", self._on_crash)
+        self.page.goto(server.url("index.html"))
+        self.page.wait_for_function("() => window.browserml", timeout=timeout_s * 1000)
+        self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/")})
+
+    def call(self, function: str, arg: dict, timeout_s: float | None = None) -> dict:
+        """Await `browserml.<function>(arg)` in the page and return its (JSON) result."""
+        timeout_s = timeout_s or self.timeout_s
+        try:
+            handle = self.page.wait_for_function(
+                f"arg => window.browserml.{function}(arg)", arg=arg, timeout=timeout_s * 1000
+            )
+            return handle.json_value()
+        except PlaywrightTimeoutError as error:
+            self.close()
+            raise PageFailure(f"the page did not answer within browserml_timeout = {timeout_s:g} s; it was replaced") from error
+        except PlaywrightError as error:
+            reason = "the page crashed (renderer killed or out of memory)" if self.crashed else "the page failed"
+            self.close()
+            raise PageFailure(f"{reason}: {error.message.splitlines()[0]}; it was replaced") from error
+
+    def new_console_lines(self) -> list[str]:
+        """Browser console errors and warnings since the last call (WebGPU validation errors come this way)."""
+        lines = list(self.console)
+        self.console.clear()
+        return lines
+
+    @property
+    def usable(self) -> bool:
+        return not self.crashed and not self.page.is_closed()
+
+    def close(self) -> None:
+        try:
+            self.page.close(run_before_unload=False)
+        except PlaywrightError:
+            pass
+
+    def _on_console(self, message) -> None:
+        if message.type in ("error", "warning"):
+            self.console.append(message.text)
+
+    def _on_crash(self, _page) -> None:
+        self.crashed = True

@@ -1,0 +1,116 @@
+"""pytest hooks and fixtures of pytest-browserml; the work happens in the modules they call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import provision
+from .browser import BrowserSetupError, ExecutionProvider
+from .provision import ProvisionError
+from .runner import BrowserML, Runtime, Settings
+
+RUNTIME_KEY = pytest.StashKey[Runtime]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("browserml", "run ONNX models in a real browser (pytest-browserml)")
+
+    def option(flag, ini, help, *, ini_type=None, default=None, **kwargs):
+        group.addoption(flag, dest=ini, help=f"{help} (ini: {ini})", **kwargs)
+        parser.addini(ini, help=help, type=ini_type, default=default)
+
+    option("--browser-ep", "browserml_eps", "execution provider to run on: wasm, webgpu, webnn or webnn:gpu|npu; "
+           "repeat for several (default: wasm)", action="append", ini_type="args", default=["wasm"])
+    option("--browser-ep-strict", "browserml_ep_strict", "an EP that cannot run here is an error, not a skip",
+           action="store_true", default=None, ini_type="bool")
+    option("--browser-executable", "browserml_browser_executable", "path of a Chromium-based browser to use "
+           "instead of the pinned Chromium")
+    option("--browser-channel", "browserml_browser_channel", "a Playwright browser channel to use instead of "
+           "the pinned Chromium: chromium, chrome, msedge ...")
+    option("--ort-web-version", "browserml_ort_web_version", "onnxruntime-web version from the npm registry",
+           default=provision.ORT_WEB_VERSION)
+    option("--ort-web-bundle", "browserml_ort_web_bundle", "onnxruntime-web bundle: all (WebGPU through JSEP) "
+           "or webgpu (the native WebGPU EP)", default="all")
+    parser.addini("browserml_timeout", "seconds one model run may take before the page is replaced", default="300")
+    parser.addini("browserml_auto_install", "fetch onnxruntime-web and the pinned Chromium when missing",
+                  type="bool", default=True)
+    parser.addini("browserml_warmup", "warm-up runs before the timed runs (not counted)", default="1")
+    parser.addini("browserml_iterations", "timed runs of browserml.run", default="5")
+
+
+def _setting(config: pytest.Config, name: str):
+    value = config.getoption(name)
+    return config.getini(name) if value is None else value
+
+
+def settings_from(config: pytest.Config) -> Settings:
+    try:
+        eps = tuple(dict.fromkeys(ExecutionProvider.parse(text) for text in _setting(config, "browserml_eps")))
+        return Settings(
+            eps=eps,
+            strict=bool(_setting(config, "browserml_ep_strict")),
+            timeout_s=_positive_number(config, "browserml_timeout", float),
+            ort_web_version=_setting(config, "browserml_ort_web_version"),
+            ort_web_bundle=_setting(config, "browserml_ort_web_bundle"),
+            browser_executable=_setting(config, "browserml_browser_executable") or None,
+            browser_channel=_setting(config, "browserml_browser_channel") or None,
+            auto_install=config.getini("browserml_auto_install"),
+            warmup=_positive_number(config, "browserml_warmup", int, allow_zero=True),
+            iterations=_positive_number(config, "browserml_iterations", int, allow_zero=True),
+        )
+    except BrowserSetupError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def _positive_number(config, name, kind, allow_zero=False):
+    text = config.getini(name)
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if value < 0 or (value == 0 and not allow_zero):
+        raise pytest.UsageError(f"{name} = {text!r}: expected a {'non-negative' if allow_zero else 'positive'} number")
+    return value
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RUNTIME_KEY] = Runtime(settings_from(config))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    runtime = config.stash.get(RUNTIME_KEY, None)
+    if runtime is not None:
+        runtime.close()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    settings = config.stash[RUNTIME_KEY].settings
+    return (f"browserml: eps {', '.join(ep.id for ep in settings.eps)}; onnxruntime-web {settings.ort_web_version} "
+            f"({settings.ort_web_bundle} bundle); cache {provision.cache_dir()}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "browserml" in metafunc.fixturenames:
+        eps = metafunc.config.stash[RUNTIME_KEY].settings.eps
+        metafunc.parametrize("browserml", eps, indirect=True, ids=[ep.id for ep in eps])
+
+
+@pytest.fixture
+def browserml(request: pytest.FixtureRequest) -> BrowserML:
+    """Runs models in a real browser on the EP of this test (one test per --browser-ep)."""
+    runtime = request.config.stash[RUNTIME_KEY]
+    ep: ExecutionProvider = request.param
+    try:
+        ep_browser = runtime.browser_for(ep)
+        probe = ep_browser.probe()
+    except (ProvisionError, BrowserSetupError) as error:
+        pytest.fail(str(error), pytrace=False)
+    if not probe["ok"]:
+        message = f"{ep.id} cannot run in this browser: {probe['reason']}"
+        if runtime.settings.strict:
+            pytest.fail(f"{message} (--browser-ep-strict is set)", pytrace=False)
+        pytest.skip(message)
+    roots = (request.config.rootpath, Path(request.node.path).parent)
+    return BrowserML(ep_browser, runtime.settings, roots)

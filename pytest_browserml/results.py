@@ -1,0 +1,91 @@
+"""What one `browserml.run(...)` returns: outputs and the figures measured with them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Milliseconds measured in the page with performance.now(), warm-up runs excluded.
+
+    `session_create` and `first_run` belong to the session: when it came from
+    the page's cache (`session_cached`), they are the figures of its creation.
+    For webgpu the timed span includes reading the outputs back to the CPU.
+    """
+
+    session_create: float | None
+    first_run: float | None
+    session_cached: bool
+    rounds: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    median: float | None
+    p95: float | None
+    stddev: float | None
+    iqr: float | None
+    times: tuple[float, ...] = ()
+
+    @property
+    def p50(self) -> float | None:
+        return self.median
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Peaks in bytes; None where this browser cannot measure it (never 0 for unknown)."""
+
+    wasm: int | None  # ORT's wasm linear memory (it only grows, so its size is its peak)
+    gpu_buffers: int | None  # live bytes of buffers created through the page's WebGPU device
+    js_heap: int | None  # used JS heap of the page
+    process: int | None = None  # RSS of the browser processes serving the page
+
+
+@dataclass(frozen=True)
+class PlacedNode:
+    op_type: str
+    name: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where ORT put the graph's nodes, from its session-creation log."""
+
+    nodes_per_provider: dict[str, int]
+    fallback_nodes: tuple[PlacedNode, ...]  # nodes not on the requested EP (named only when the graph was split)
+    fallback_count: int
+    requested: tuple[str, ...]
+    dropped_providers: tuple[str, ...] = ()  # EPs ORT removed from the session as unavailable
+
+    @property
+    def requested_took_graph(self) -> bool:
+        return any(self.nodes_per_provider.get(name, 0) for name in self.requested)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a run happened, for reports and golden sidecars."""
+
+    ep: str
+    browser: str
+    browser_version: str
+    ort_web_version: str
+    ort_web_bundle: str
+    adapter: dict | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    model: Path
+    ep: str
+    outputs: dict[str, np.ndarray]
+    latency: Latency
+    memory: Memory
+    placement: Placement
+    environment: Environment
+    log: tuple[str, ...] = field(default=(), repr=False)  # ORT's session-creation log (warnings and placement)

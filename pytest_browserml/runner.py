@@ -1,0 +1,287 @@
+"""Running a model on one EP: the per-worker browsers and the `browserml` fixture object.
+
+`Runtime` owns what a pytest worker shares (Playwright, the local server,
+onnxruntime-web, one `EpBrowser` per EP). `EpBrowser` owns one EP's browser
+and page and replaces them when they crash or hang. `BrowserML` is what a
+test receives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import placement as placement_log
+from . import provision, stats, transport
+from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
+from .page import HarnessPage, PageFailure
+from .results import Environment, Memory, RunResult
+from .server import HarnessServer
+
+BUNDLES = {"all": "ort.all.min.mjs", "webgpu": "ort.webgpu.min.mjs"}
+VALIDATION_ERROR = "validation error"
+
+
+class ModelRunError(Exception):
+    """onnxruntime-web could not run the model on this EP; the text has ORT's message, the EP and the model."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    eps: tuple[ExecutionProvider, ...]
+    strict: bool
+    timeout_s: float
+    ort_web_version: str
+    ort_web_bundle: str
+    browser_executable: str | None
+    browser_channel: str | None
+    auto_install: bool
+    warmup: int
+    iterations: int
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model file and its external data, as the page fetches them."""
+
+    path: Path
+    sha256: str
+    url: str
+    external_data: tuple[dict, ...]  # [{"path": location, "data": url}] for ORT's externalData option
+
+    @property
+    def session_key(self) -> str:
+        return self.sha256
+
+
+class Runtime:
+    """What one pytest process shares across tests; started on first use."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._playwright_manager = None
+        self.playwright = None
+        self.server: HarnessServer | None = None
+        self.browser_choice: BrowserChoice | None = None
+        self._browsers: dict[ExecutionProvider, EpBrowser] = {}
+        self._models: dict[tuple, ModelFiles] = {}
+
+    def start(self) -> None:
+        if self.server is not None:
+            return
+        from playwright.sync_api import sync_playwright
+
+        if self.settings.ort_web_bundle not in BUNDLES:
+            raise BrowserSetupError(
+                f"browserml_ort_web_bundle = {self.settings.ort_web_bundle!r}: choose from {', '.join(BUNDLES)}"
+            )
+        ort = provision.ort_web(self.settings.ort_web_version, fetch=self.settings.auto_install)
+        self.browser_choice = BrowserChoice.resolve(
+            self.settings.browser_executable, self.settings.browser_channel, fetch=self.settings.auto_install
+        )
+        self.server = HarnessServer(ort.dist)
+        self._playwright_manager = sync_playwright()
+        self.playwright = self._playwright_manager.start()
+
+    def browser_for(self, ep: ExecutionProvider) -> "EpBrowser":
+        self.start()
+        if ep not in self._browsers:
+            self._browsers[ep] = EpBrowser(self, ep)
+        return self._browsers[ep]
+
+    def model_files(self, path: Path) -> ModelFiles:
+        """Register a model (and its external data files) with the server; cached by file identity."""
+        stat = path.stat()
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        if key not in self._models:
+            sha256 = _file_sha256(path)
+            route = f"models/{sha256}"
+            external = tuple(
+                {"path": location, "data": self.server.register_file(f"{route}/{location}", path.parent / location)}
+                for location in _external_data_locations(path)
+            )
+            url = self.server.register_file(f"{route}/{path.name}", path)
+            self._models[key] = ModelFiles(path, sha256, url, external)
+        return self._models[key]
+
+    def close(self) -> None:
+        for ep_browser in self._browsers.values():
+            ep_browser.close()
+        self._browsers.clear()
+        if self.playwright is not None:
+            self._playwright_manager.__exit__(None, None, None)
+            self.playwright = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
+class EpBrowser:
+    """One EP's browser and harness page; a crashed page or browser is replaced on next use."""
+
+    def __init__(self, runtime: Runtime, ep: ExecutionProvider):
+        self.runtime = runtime
+        self.ep = ep
+        self._browser = None
+        self._page: HarnessPage | None = None
+        self._probe: dict | None = None
+
+    @property
+    def bundle(self) -> str:
+        return BUNDLES[self.runtime.settings.ort_web_bundle]
+
+    def page(self) -> HarnessPage:
+        if self._browser is None or not self._browser.is_connected():
+            self._browser = self.runtime.browser_choice.launch(self.runtime.playwright, self.ep)
+            self._page = None
+        if self._page is None or not self._page.usable:
+            self._page = HarnessPage(self._browser, self.runtime.server, self.bundle, self.runtime.settings.timeout_s)
+        return self._page
+
+    def probe(self) -> dict:
+        """Doctor's verdict for this EP in this browser: {ok, reason, adapter, webnnDevices}."""
+        if self._probe is None:
+            self._probe = self.page().call("probe", self.ep.to_js())
+        return self._probe
+
+    def environment(self) -> Environment:
+        return Environment(
+            ep=self.ep.id,
+            browser=self.runtime.browser_choice.describe(),
+            browser_version=self._browser.version,
+            ort_web_version=self.page().info["ortVersion"],
+            ort_web_bundle=self.bundle,
+            adapter=self.probe().get("adapter"),
+        )
+
+    def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int) -> RunResult:
+        __tracebackhide__ = True
+        server = self.runtime.server
+        specs, parts = transport.encode(feeds)
+        input_url, output_url = server.offer(parts), server.mailbox()
+        request = {
+            "sessionKey": f"{model.session_key}|{self.ep.id}",
+            "modelUrl": model.url,
+            "externalData": list(model.external_data),
+            "ep": self.ep.to_js(),
+            "inputUrl": input_url,
+            "inputs": specs,
+            "outputUrl": output_url,
+            "warmup": warmup,
+            "iterations": iterations,
+        }
+        page = self.page()
+        try:
+            answer = page.call("run", request)
+        except PageFailure as failure:
+            raise ModelRunError(f"{self._where(model)}: {failure}") from None
+        finally:
+            server.discard(input_url)
+        payload = server.collect(output_url)
+        if not answer["ok"]:
+            raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {answer['error']}")
+        validation = [line for line in page.new_console_lines() if VALIDATION_ERROR in line]
+        if validation:
+            raise ModelRunError(f"{self._where(model)}: the browser reported a WebGPU error:\n" + "\n".join(validation))
+        placement = placement_log.parse(answer["log"], self.ep.provider_names())
+        if not placement.requested_took_graph:
+            raise ModelRunError(
+                f"{self._where(model)}: {self.ep.id} did not take the graph; ORT placed "
+                + ", ".join(f"{count} node(s) on {name}" for name, count in placement.nodes_per_provider.items())
+                + (f" after removing the unavailable {', '.join(placement.dropped_providers)} EP" if placement.dropped_providers else "")
+                + ". No silent fallback: this run does not count as a run on " + self.ep.id
+            )
+        memory = answer["memory"]
+        return RunResult(
+            model=model.path,
+            ep=self.ep.id,
+            outputs=transport.decode(answer["outputs"], payload or bytearray()),
+            latency=stats.latency(
+                answer["timesMs"],
+                session_create_ms=answer["createMs"],
+                first_run_ms=answer["firstRunMs"],
+                session_cached=answer["cached"],
+            ),
+            memory=Memory(wasm=memory["wasm"], gpu_buffers=memory["gpuBuffers"] if self.ep.name == "webgpu" else None,
+                          js_heap=memory["jsHeap"]),
+            placement=placement,
+            environment=self.environment(),
+            log=tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
+        )
+
+    def _where(self, model: ModelFiles) -> str:
+        return f"{model.path} on {self.ep.id}"
+
+    def close(self) -> None:
+        if self._browser is not None:
+            try:
+                self._browser.close()
+            except Exception:  # already gone with a crash
+                pass
+            self._browser = None
+
+
+class BrowserML:
+    """The `browserml` fixture: run models on the EP of the running test."""
+
+    def __init__(self, ep_browser: EpBrowser, settings: Settings, roots: tuple[Path, ...]):
+        self._ep_browser = ep_browser
+        self._settings = settings
+        self._roots = roots
+
+    @property
+    def ep(self) -> str:
+        """The EP of the running test, as given to --browser-ep (e.g. "webgpu" or "webnn:gpu")."""
+        return self._ep_browser.ep.id
+
+    def run(self, model: str | Path, inputs: Mapping[str, Any], *, warmup: int | None = None,
+            iterations: int | None = None) -> RunResult:
+        """Run `model` with `inputs` (name -> array) in the browser; outputs keep ORT's exact dtype and shape."""
+        __tracebackhide__ = True
+        files = self._ep_browser.runtime.model_files(self.resolve(model))
+        return self._ep_browser.run(
+            files,
+            inputs,
+            warmup=self._settings.warmup if warmup is None else warmup,
+            iterations=self._settings.iterations if iterations is None else iterations,
+        )
+
+    def resolve(self, path: str | Path) -> Path:
+        """An absolute path, or one relative to the rootdir, else to the test file's folder."""
+        candidates = [Path(path)] if Path(path).is_absolute() else [root / path for root in self._roots]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate.resolve()
+        raise FileNotFoundError(f"model file not found: {path} (looked at {', '.join(map(str, candidates))})")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _external_data_locations(path: Path) -> list[str]:
+    """Files an .onnx model keeps its weights in, relative to the model's folder."""
+    if path.suffix != ".onnx":
+        return []
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # a corrupt model: let ORT in the page report it
+        return []
+    locations = {
+        entry.value
+        for tensor in _get_all_tensors(model)
+        if uses_external_data(tensor)
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return sorted(locations)
