@@ -1,16 +1,20 @@
 """The Python side of the page harness: one Playwright page running harness.js.
 
-Every call into the page has a deadline enforced by Playwright's driver, not
-by the page, so a page whose main thread is stuck in wasm still times out.
-A page that crashed or hung is closed; its owner opens a new one.
+Every call into the page has a deadline kept by a watchdog thread, not by the
+page: a page whose main thread is stuck in wasm cannot run a JS timer, so at
+the deadline the watchdog kills the page's renderer process, which makes the
+pending call fail at once. A page that crashed or hung is closed; its owner
+opens a new one.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections import deque
 
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from .server import HarnessServer
 
@@ -25,29 +29,36 @@ class HarnessPage:
     def __init__(self, browser, server: HarnessServer, ort_bundle: str, timeout_s: float):
         self.timeout_s = timeout_s
         self.crashed = False
+        self.timed_out = False
         self.console: deque[str] = deque(maxlen=CONSOLE_KEPT)
         self.page = browser.new_page()
         self.page.on("console", self._on_console)
         self.page.on("crash", self._on_crash)
         self.page.goto(server.url("index.html"))
         self.page.wait_for_function("() => window.browserml", timeout=timeout_s * 1000)
+        self._renderer_pids = [
+            process["id"]
+            for process in browser.new_browser_cdp_session().send("SystemInfo.getProcessInfo")["processInfo"]
+            if process["type"] == "renderer"
+        ]
         self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/")})
 
     def call(self, function: str, arg: dict, timeout_s: float | None = None) -> dict:
         """Await `browserml.<function>(arg)` in the page and return its (JSON) result."""
         timeout_s = timeout_s or self.timeout_s
+        watchdog = threading.Timer(timeout_s, self._kill_renderer)
+        watchdog.start()
         try:
-            handle = self.page.wait_for_function(
-                f"arg => window.browserml.{function}(arg)", arg=arg, timeout=timeout_s * 1000
-            )
-            return handle.json_value()
-        except PlaywrightTimeoutError as error:
-            self.close()
-            raise PageFailure(f"the page did not answer within browserml_timeout = {timeout_s:g} s; it was replaced") from error
+            return self.page.evaluate(f"arg => window.browserml.{function}(arg)", arg)
         except PlaywrightError as error:
-            reason = "the page crashed (renderer killed or out of memory)" if self.crashed else "the page failed"
             self.close()
+            if self.timed_out:
+                raise PageFailure(f"the page did not answer within browserml_timeout = {timeout_s:g} s; "
+                                  "it was replaced") from None
+            reason = "the page crashed (renderer killed or out of memory)" if self.crashed else "the page failed"
             raise PageFailure(f"{reason}: {error.message.splitlines()[0]}; it was replaced") from error
+        finally:
+            watchdog.cancel()
 
     def new_console_lines(self) -> list[str]:
         """Browser console errors and warnings since the last call (WebGPU validation errors come this way)."""
@@ -64,6 +75,14 @@ class HarnessPage:
             self.page.close(run_before_unload=False)
         except PlaywrightError:
             pass
+
+    def _kill_renderer(self) -> None:
+        self.timed_out = True
+        for pid in self._renderer_pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _on_console(self, message) -> None:
         if message.type in ("error", "warning"):

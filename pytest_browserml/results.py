@@ -68,6 +68,16 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """Time the page spent receiving the inputs and sending the outputs back, in ms."""
+
+    input_bytes: int
+    input_ms: float
+    output_bytes: int
+    output_ms: float
+
+
+@dataclass(frozen=True)
 class Environment:
     """Where a run happened, for reports and golden sidecars."""
 
@@ -88,4 +98,5 @@ class RunResult:
     memory: Memory
     placement: Placement
     environment: Environment
+    transfer: Transfer
     log: tuple[str, ...] = field(default=(), repr=False)  # ORT's session-creation log (warnings and placement)

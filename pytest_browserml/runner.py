@@ -8,6 +8,7 @@ test receives.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from . import placement as placement_log
 from . import provision, stats, transport
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .page import HarnessPage, PageFailure
-from .results import Environment, Memory, RunResult
+from .results import Environment, Memory, Placement, RunResult, Transfer
 from .server import HarnessServer
 
 BUNDLES = {"all": "ort.all.min.mjs", "webgpu": "ort.webgpu.min.mjs"}
 VALIDATION_ERROR = "validation error"
+INLINE_LIMIT = 256 * 1024  # payloads up to this size travel inside the call as base64
 
 
 class ModelRunError(Exception):
@@ -128,6 +130,7 @@ class EpBrowser:
         self._browser = None
         self._page: HarnessPage | None = None
         self._probe: dict | None = None
+        self._sessions: dict[str, tuple[tuple[str, ...], Placement]] = {}  # session key -> (log, placement)
 
     @property
     def bundle(self) -> str:
@@ -161,32 +164,45 @@ class EpBrowser:
         __tracebackhide__ = True
         server = self.runtime.server
         specs, parts = transport.encode(feeds)
-        input_url, output_url = server.offer(parts), server.mailbox()
+        input_bytes = sum(part.nbytes for part in parts)
+        session_key = f"{model.session_key}|{self.ep.id}"
         request = {
-            "sessionKey": f"{model.session_key}|{self.ep.id}",
+            "sessionKey": session_key,
             "modelUrl": model.url,
             "externalData": list(model.external_data),
             "ep": self.ep.to_js(),
-            "inputUrl": input_url,
             "inputs": specs,
-            "outputUrl": output_url,
             "warmup": warmup,
             "iterations": iterations,
+            "inlineLimit": INLINE_LIMIT,
+            "outputUrl": server.mailbox(),
         }
+        if input_bytes <= INLINE_LIMIT:
+            request["inputBase64"] = base64.b64encode(b"".join(parts)).decode()
+        else:
+            request["inputUrl"] = server.offer(parts)
         page = self.page()
         try:
             answer = page.call("run", request)
         except PageFailure as failure:
             raise ModelRunError(f"{self._where(model)}: {failure}") from None
         finally:
-            server.discard(input_url)
-        payload = server.collect(output_url)
+            server.discard(request.get("inputUrl", ""))
+        if answer.get("outputBase64") is not None:
+            payload = bytearray(base64.b64decode(answer["outputBase64"]))
+        else:
+            payload = server.collect(request["outputUrl"]) or bytearray()
         if not answer["ok"]:
             raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {answer['error']}")
         validation = [line for line in page.new_console_lines() if VALIDATION_ERROR in line]
         if validation:
             raise ModelRunError(f"{self._where(model)}: the browser reported a WebGPU error:\n" + "\n".join(validation))
-        placement = placement_log.parse(answer["log"], self.ep.provider_names())
+        if answer["log"] is not None:  # a new session: its creation log says where the nodes went
+            self._sessions[session_key] = (
+                tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
+                placement_log.parse(answer["log"], self.ep.provider_names()),
+            )
+        log, placement = self._sessions[session_key]
         if not placement.requested_took_graph:
             raise ModelRunError(
                 f"{self._where(model)}: {self.ep.id} did not take the graph; ORT placed "
@@ -198,7 +214,7 @@ class EpBrowser:
         return RunResult(
             model=model.path,
             ep=self.ep.id,
-            outputs=transport.decode(answer["outputs"], payload or bytearray()),
+            outputs=transport.decode(answer["outputs"], payload),
             latency=stats.latency(
                 answer["timesMs"],
                 session_create_ms=answer["createMs"],
@@ -209,7 +225,9 @@ class EpBrowser:
                           js_heap=memory["jsHeap"]),
             placement=placement,
             environment=self.environment(),
-            log=tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
+            transfer=Transfer(input_bytes=input_bytes, input_ms=answer["transfer"]["inputMs"],
+                              output_bytes=len(payload), output_ms=answer["transfer"]["outputMs"]),
+            log=log,
         )
 
     def _where(self, model: ModelFiles) -> str:

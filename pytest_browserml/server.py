@@ -98,6 +98,7 @@ def _handler_for(server: HarnessServer):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # small responses must not wait for a delayed ACK (40 ms each)
 
         def do_GET(self):
             key = self._key()

@@ -97,10 +97,14 @@ const ARRAY_TYPES = {
   bool: Uint8Array,
 };
 
-async function receiveFeeds(url, specs) {
-  const buffer = await (await fetch(url)).arrayBuffer();
+// Small payloads ride inside the call as base64, which saves two HTTP round
+// trips; large ones go over HTTP.
+async function receiveFeeds(request) {
+  const buffer = request.inputBase64 !== undefined
+    ? fromBase64(request.inputBase64).buffer
+    : await (await fetch(request.inputUrl)).arrayBuffer();
   const feeds = {};
-  for (const spec of specs) {
+  for (const spec of request.inputs) {
     if (spec.dtype === "string") {
       feeds[spec.name] = new ort.Tensor("string", spec.values, spec.shape);
       continue;
@@ -112,8 +116,8 @@ async function receiveFeeds(url, specs) {
   return feeds;
 }
 
-// Outputs go back in one PUT; offsets are 8-byte aligned so Python can view them in place.
-async function sendOutputs(url, outputs) {
+// Outputs go back as one payload; offsets are 8-byte aligned so Python can view them in place.
+async function sendOutputs(request, outputs) {
   const specs = [];
   const parts = [];
   let offset = 0;
@@ -130,9 +134,29 @@ async function sendOutputs(url, outputs) {
     parts.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     offset += data.byteLength;
   }
-  const response = await fetch(url, { method: "PUT", body: new Blob(parts) });
+  if (offset <= request.inlineLimit) {
+    const payload = new Uint8Array(offset);
+    let at = 0;
+    for (const part of parts) {
+      payload.set(part, at);
+      at += part.byteLength;
+    }
+    return { specs, base64: toBase64(payload) };
+  }
+  const response = await fetch(request.outputUrl, { method: "PUT", body: new Blob(parts) });
   if (!response.ok) throw new Error(`uploading outputs failed: HTTP ${response.status}`);
-  return specs;
+  return { specs };
+}
+
+function fromBase64(text) {
+  return Uint8Array.fromBase64 ? Uint8Array.fromBase64(text) : Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+function toBase64(bytes) {
+  if (bytes.toBase64) return bytes.toBase64();
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
 }
 
 // --- sessions and runs --------------------------------------------------------
@@ -173,12 +197,14 @@ export async function run(request) {
   let entry = sessions.get(request.sessionKey);
   const cached = Boolean(entry);
   try {
-    const feeds = await receiveFeeds(request.inputUrl, request.inputs);
+    let started = performance.now();
+    const feeds = await receiveFeeds(request);
+    const inputMs = performance.now() - started;
     gpu.peak = gpu.live;
     if (!entry) entry = await createSession(request);
     let outputs;
     if (entry.firstRunMs === null) {
-      const started = performance.now();
+      started = performance.now();
       outputs = await entry.session.run(feeds, RUN_OPTIONS);
       entry.firstRunMs = performance.now() - started;
       sessions.set(request.sessionKey, entry);
@@ -186,16 +212,19 @@ export async function run(request) {
     for (let i = 0; i < request.warmup; i++) outputs = await entry.session.run(feeds, RUN_OPTIONS);
     const timesMs = [];
     for (let i = 0; i < request.iterations; i++) {
-      const started = performance.now();
+      started = performance.now();
       outputs = await entry.session.run(feeds, RUN_OPTIONS);
       timesMs.push(performance.now() - started);
     }
     outputs ??= await entry.session.run(feeds, RUN_OPTIONS);
-    const outputSpecs = await sendOutputs(request.outputUrl, outputs);
+    started = performance.now();
+    const sent = await sendOutputs(request, outputs);
+    const outputMs = performance.now() - started;
     return {
-      ok: true, cached, outputs: outputSpecs, timesMs,
+      ok: true, cached, outputs: sent.specs, outputBase64: sent.base64, timesMs,
       createMs: entry.createMs, firstRunMs: entry.firstRunMs,
-      log: entry.log, memory: memoryPeaks(),
+      log: cached ? null : entry.log, // Python keeps it per session
+      memory: memoryPeaks(), transfer: { inputMs, outputMs },
     };
   } catch (error) {
     return { ok: false, cached, error: String(error?.message ?? error), log: entry?.log ?? error?.browsermlLog ?? [] };

@@ -1,0 +1,135 @@
+"""Small ONNX models built with onnx.helper, for the tests and benchmarks (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 8
+RNG = np.random.default_rng(20261121)
+
+
+def _save(graph: onnx.GraphProto, path: Path, opset: int = OPSET, **save_kwargs) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path), **save_kwargs)
+    return path
+
+
+def _info(name, elem_type, shape):
+    return helper.make_tensor_value_info(name, elem_type, shape)
+
+
+def add(path: Path) -> Path:
+    """y = x + x on float32 [2, 3]: the smallest useful model."""
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add",
+                              [_info("x", TensorProto.FLOAT, [2, 3])], [_info("y", TensorProto.FLOAT, [2, 3])])
+    return _save(graph, path)
+
+
+def identity(path: Path, elem_type: int = TensorProto.FLOAT, shape=("n",)) -> Path:
+    """y = x, any dtype and (dynamic) shape: the tensor transport's round trip."""
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [_info("x", elem_type, list(shape))], [_info("y", elem_type, list(shape))])
+    return _save(graph, path)
+
+
+def conv(path: Path, scale: float = 1.0, dilations: bool = True) -> Path:
+    """Conv 3->8 3x3 + Relu on NCHW float32 [1, 3, 16, 16]; `scale` multiplies the weights (drift demos)."""
+    weights = (RNG.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.2 * scale).astype(np.float32)
+    bias = np.linspace(-0.1, 0.1, 8, dtype=np.float32)
+    attributes = {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}
+    if dilations:
+        attributes["dilations"] = [1, 1]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv0", **attributes),
+         helper.make_node("Relu", ["c"], ["y"], name="relu0")],
+        "conv",
+        [_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
+        initializer=[numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    return _save(graph, path)
+
+
+def matmul(path: Path, elem_type: int = TensorProto.FLOAT) -> Path:
+    """y = x @ W (64x32) with a dynamic batch dimension; float32 or float16."""
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    weights = (RNG.standard_normal((64, 32)) * 0.1).astype(dtype)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul0")],
+        "matmul",
+        [_info("x", elem_type, ["batch", 64])],
+        [_info("y", elem_type, ["batch", 32])],
+        initializer=[numpy_helper.from_array(weights, "w")],
+    )
+    return _save(graph, path)
+
+
+def embedding(path: Path) -> Path:
+    """Gather rows of a float table with int64 indices of dynamic shape, plus their int64 sum."""
+    table = RNG.standard_normal((10, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0),
+         helper.make_node("ReduceSum", ["ids"], ["total"], keepdims=0)],
+        "embedding",
+        [_info("ids", TensorProto.INT64, ["n"])],
+        [_info("rows", TensorProto.FLOAT, ["n", 4]), _info("total", TensorProto.INT64, [])],
+        initializer=[numpy_helper.from_array(table, "table")],
+    )
+    return _save(graph, path)
+
+
+def multi_output(path: Path) -> Path:
+    """Three outputs of different dtypes from one float input: sigmoid, argmax (int64), x > 0 (bool)."""
+    graph = helper.make_graph(
+        [helper.make_node("Sigmoid", ["x"], ["prob"]),
+         helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0),
+         helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.float32))),
+         helper.make_node("Greater", ["x", "zero"], ["positive"])],
+        "multi_output",
+        [_info("x", TensorProto.FLOAT, ["batch", 5])],
+        [_info("prob", TensorProto.FLOAT, ["batch", 5]), _info("label", TensorProto.INT64, ["batch"]),
+         _info("positive", TensorProto.BOOL, ["batch", 5])],
+    )
+    return _save(graph, path)
+
+
+def with_unsupported_webgpu_op(path: Path) -> Path:
+    """Relu -> Det -> Neg: the WebGPU EP has no Det kernel, so ORT places it on the CPU."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu0"),
+         helper.make_node("Det", ["r"], ["d"], name="det0"),
+         helper.make_node("Neg", ["d"], ["y"], name="neg0")],
+        "det",
+        [_info("x", TensorProto.FLOAT, [3, 3])],
+        [_info("y", TensorProto.FLOAT, [])],
+    )
+    return _save(graph, path)
+
+
+def external_data(path: Path) -> Path:
+    """matmul whose weights live in `<name>.weights` beside the model."""
+    weights = (RNG.standard_normal((256, 64)) * 0.1).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "external",
+        [_info("x", TensorProto.FLOAT, [1, 256])],
+        [_info("y", TensorProto.FLOAT, [1, 64])],
+        initializer=[numpy_helper.from_array(weights, "w")],
+    )
+    return _save(graph, path, save_as_external_data=True, location=f"{path.stem}.weights", size_threshold=0)
+
+
+def reference(path: Path, feeds: dict) -> dict[str, np.ndarray]:
+    """The outputs of native onnxruntime on the CPU."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
