@@ -76,6 +76,9 @@ def _positive_number(config, name, kind, allow_zero=False):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "browser_ep(*eps): run this test only on these EPs (of those given by --browser-ep)"
+    )
     config.stash[RUNTIME_KEY] = Runtime(settings_from(config))
 
 
@@ -94,6 +97,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "browserml" in metafunc.fixturenames:
         eps = metafunc.config.stash[RUNTIME_KEY].settings.eps
+        if marker := metafunc.definition.get_closest_marker("browser_ep"):
+            eps = tuple(ep for ep in eps if ep.id in marker.args or ep.name in marker.args)
         metafunc.parametrize("browserml", eps, indirect=True, ids=[ep.id for ep in eps])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +54,20 @@ class ModelFiles:
     sha256: str
     url: str
     external_data: tuple[dict, ...]  # [{"path": location, "data": url}] for ORT's externalData option
+    symbolic_inputs: Mapping[str, tuple[str | None, ...]]  # input name -> dimension names (None where fixed)
 
     @property
     def session_key(self) -> str:
         return self.sha256
+
+    def dimensions_of(self, input_specs: list[dict]) -> dict[str, int]:
+        """Values of the model's symbolic dimensions in these inputs (for ORT's freeDimensionOverrides)."""
+        values = {}
+        for spec in input_specs:
+            for dimension, size in zip(self.symbolic_inputs.get(spec["name"], ()), spec["shape"]):
+                if dimension:
+                    values[dimension] = size
+        return dict(sorted(values.items()))
 
 
 class Runtime:
@@ -101,12 +112,13 @@ class Runtime:
         if key not in self._models:
             sha256 = _file_sha256(path)
             route = f"models/{sha256}"
+            graph = _read_graph(path)
             external = tuple(
                 {"path": location, "data": self.server.register_file(f"{route}/{location}", path.parent / location)}
-                for location in _external_data_locations(path)
+                for location in _external_data_locations(graph)
             )
             url = self.server.register_file(f"{route}/{path.name}", path)
-            self._models[key] = ModelFiles(path, sha256, url, external)
+            self._models[key] = ModelFiles(path, sha256, url, external, _symbolic_inputs(graph))
         return self._models[key]
 
     def close(self) -> None:
@@ -165,11 +177,14 @@ class EpBrowser:
         server = self.runtime.server
         specs, parts = transport.encode(feeds)
         input_bytes = sum(part.nbytes for part in parts)
-        session_key = f"{model.session_key}|{self.ep.id}"
+        # WebNN builds a graph of static shapes: fix the model's symbolic dimensions from these inputs.
+        free_dimensions = model.dimensions_of(specs) if self.ep.name == "webnn" else {}
+        session_key = f"{model.session_key}|{self.ep.id}|{free_dimensions}"
         request = {
             "sessionKey": session_key,
             "modelUrl": model.url,
             "externalData": list(model.external_data),
+            "freeDimensions": free_dimensions,
             "ep": self.ep.to_js(),
             "inputs": specs,
             "warmup": warmup,
@@ -182,6 +197,7 @@ class EpBrowser:
         else:
             request["inputUrl"] = server.offer(parts)
         page = self.page()
+        page.new_console_lines()  # what earlier runs left behind is not this run's
         try:
             answer = page.call("run", request)
         except PageFailure as failure:
@@ -284,22 +300,43 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _external_data_locations(path: Path) -> list[str]:
-    """Files an .onnx model keeps its weights in, relative to the model's folder."""
+def _read_graph(path: Path):
+    """The model's graph without its weights; None for .ort files and models onnx cannot parse
+    (a corrupt model is for ORT in the page to report)."""
     if path.suffix != ".onnx":
-        return []
+        return None
     import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # a corrupt model: let ORT in the page report it
+        return onnx.load(str(path), load_external_data=False).graph
+    except Exception:
+        return None
+
+
+def _external_data_locations(graph) -> list[str]:
+    """Files an .onnx model keeps its weights in, relative to the model's folder."""
+    if graph is None:
         return []
-    locations = {
+    from onnx.external_data_helper import (
+        _get_attribute_tensors_from_graph,
+        _get_initializer_tensors_from_graph,
+        uses_external_data,
+    )
+
+    tensors = itertools.chain(_get_initializer_tensors_from_graph(graph), _get_attribute_tensors_from_graph(graph))
+    return sorted({
         entry.value
-        for tensor in _get_all_tensors(model)
+        for tensor in tensors
         if uses_external_data(tensor)
         for entry in tensor.external_data
         if entry.key == "location"
+    })
+
+
+def _symbolic_inputs(graph) -> dict[str, tuple[str | None, ...]]:
+    if graph is None:
+        return {}
+    return {
+        value.name: tuple(dim.dim_param or None for dim in value.type.tensor_type.shape.dim)
+        for value in graph.input
     }
-    return sorted(locations)

@@ -39,16 +39,21 @@ def identity(path: Path, elem_type: int = TensorProto.FLOAT, shape=("n",)) -> Pa
     return _save(graph, path)
 
 
-def conv(path: Path, scale: float = 1.0, dilations: bool = True) -> Path:
-    """Conv 3->8 3x3 + Relu on NCHW float32 [1, 3, 16, 16]; `scale` multiplies the weights (drift demos)."""
+def conv(path: Path, scale: float = 1.0, dilations: bool = True, relu: bool = True) -> Path:
+    """Conv 3->8 3x3 (+ Relu) on NCHW float32 [1, 3, 16, 16]; `scale` multiplies the weights (drift demos).
+
+    A lone Conv without `kernel_shape` and `dilations` is what ORT-web 1.30's JSEP WebGPU kernel rejects
+    (fused with Relu it takes another path and works)."""
     weights = (RNG.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.2 * scale).astype(np.float32)
     bias = np.linspace(-0.1, 0.1, 8, dtype=np.float32)
-    attributes = {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}
+    attributes = {"pads": [1, 1, 1, 1]}
     if dilations:
-        attributes["dilations"] = [1, 1]
+        attributes.update(kernel_shape=[3, 3], dilations=[1, 1])
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c" if relu else "y"], name="conv0", **attributes)]
+    if relu:
+        nodes.append(helper.make_node("Relu", ["c"], ["y"], name="relu0"))
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv0", **attributes),
-         helper.make_node("Relu", ["c"], ["y"], name="relu0")],
+        nodes,
         "conv",
         [_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
         [_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],

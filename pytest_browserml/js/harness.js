@@ -166,6 +166,7 @@ function sessionOptions(request) {
     : request.ep.name;
   const options = { executionProviders: [ep], logSeverityLevel: 0, logVerbosityLevel: 0 };
   if (request.externalData.length) options.externalData = request.externalData;
+  if (Object.keys(request.freeDimensions).length) options.freeDimensionOverrides = request.freeDimensions;
   return options;
 }
 

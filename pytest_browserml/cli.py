@@ -1,0 +1,69 @@
+"""The `browserml` console command: what is not a test (install, doctor)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import provision
+from .browser import BrowserSetupError, ExecutionProvider
+from .doctor import diagnose
+from .runner import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="browserml", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    install = commands.add_parser("install", help="fetch and pin onnxruntime-web and the pinned Chromium")
+    install.add_argument("--ort-web-version", default=provision.ORT_WEB_VERSION)
+    install.add_argument("--no-browser", action="store_true", help="fetch onnxruntime-web only")
+
+    doctor = commands.add_parser("doctor", help="report which EPs work here and why not (exit 1 if one does not)")
+    doctor.add_argument("--browser-ep", action="append", help="EP to check (repeatable; default: wasm, webgpu, webnn)")
+    doctor.add_argument("--browser-executable")
+    doctor.add_argument("--browser-channel")
+    doctor.add_argument("--ort-web-version", default=provision.ORT_WEB_VERSION)
+    doctor.add_argument("--ort-web-bundle", default="all", choices=["all", "webgpu"])
+    doctor.add_argument("--timeout", type=float, default=120, help="seconds per check")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "install":
+            return _install(args)
+        return _doctor(args)
+    except (provision.ProvisionError, BrowserSetupError) as error:
+        print(f"browserml {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+def _install(args) -> int:
+    say = lambda message: print(f"browserml install: {message}", flush=True)  # noqa: E731
+    ort = provision.ort_web(args.ort_web_version, progress=say)
+    say(f"onnxruntime-web {ort.version} ready in {ort.dist}")
+    if not args.no_browser:
+        chromium = provision.pinned_chromium(progress=say)
+        say(f"Chromium {chromium.version} ready at {chromium.executable}")
+    return 0
+
+
+def _doctor(args) -> int:
+    settings = Settings(
+        eps=tuple(ExecutionProvider.parse(text) for text in (args.browser_ep or ["wasm", "webgpu", "webnn"])),
+        strict=True,
+        timeout_s=args.timeout,
+        ort_web_version=args.ort_web_version,
+        ort_web_bundle=args.ort_web_bundle,
+        browser_executable=args.browser_executable,
+        browser_channel=args.browser_channel,
+        auto_install=True,
+        warmup=0,
+        iterations=1,
+    )
+    report = diagnose(settings)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

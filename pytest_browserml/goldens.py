@@ -1,0 +1,322 @@
+"""The golden store: reference outputs on disk, next to the tests that use them.
+
+Layout follows pytest-regressions and syrupy so that goldens are easy to find,
+review and commit::
+
+    <golden_dir>/<test module stem>/<test name>.npz           shared by every EP
+    <golden_dir>/<test module stem>/<test name>[<ep>].npz     one EP's own golden
+    ... .json                  metadata sidecar (pretty, sorted keys: small diffs)
+    ... .obtained.npz / .json  what a failing run produced, for inspection
+
+Goldens are committed files that pytest may rewrite (``--update-goldens``) while
+other workers read them, so every write is atomic (temporary file in the same
+directory, fsync, ``os.replace``) and every read refuses pickled data: a golden
+from an untrusted pull request must never execute code when a test loads it.
+This module is pure numpy and the standard library, without pytest or a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, Mapping
+
+import numpy as np
+
+__all__ = [
+    "GoldenError",
+    "GoldenFiles",
+    "OutputChange",
+    "changes",
+    "find_goldens",
+    "read_golden",
+    "read_sidecar",
+    "remove_obtained",
+    "write_golden",
+    "write_obtained",
+]
+
+_NPZ = ".npz"
+_OBTAINED = ".obtained"
+_ENTRY = ".npy"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
+# Path separators, the Windows drive colon and control characters cannot appear
+# in a portable file name; parametrize ids and EP ids ("webnn:gpu") may hold them.
+_UNSAFE = re.compile(r"[/\\:\x00-\x1f\x7f]")
+# bool, signed and unsigned integers, floats: what ONNX outputs hold and
+# compare.py compares.  Anything else (object, str, structured) either pickles
+# or cannot be compared, so it is refused before it reaches the disk.
+_STORABLE_KINDS = "biuf"
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, ValueError)
+
+
+def _default_file_mode() -> int:
+    """The mode ``open()`` would give a new file; temporary files are created 0600."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+
+
+class GoldenError(Exception):
+    """A golden or sidecar file is missing, unreadable, unsafe or cannot be written.
+
+    The message always names the file and what is wrong with it.
+    """
+
+
+@dataclass(frozen=True)
+class GoldenFiles:
+    """The golden ``.npz`` and the files that live next to it."""
+
+    npz: Path
+
+    def __post_init__(self) -> None:
+        if not self.npz.name.endswith(_NPZ):
+            raise ValueError(f"a golden file name must end in {_NPZ}, got {self.npz}")
+
+    @property
+    def _base(self) -> str:
+        return self.npz.name[: -len(_NPZ)]
+
+    @property
+    def sidecar(self) -> Path:
+        return self.npz.with_name(self._base + ".json")
+
+    @property
+    def obtained(self) -> Path:
+        return self.npz.with_name(self._base + _OBTAINED + _NPZ)
+
+    @property
+    def obtained_sidecar(self) -> Path:
+        return self.npz.with_name(self._base + _OBTAINED + ".json")
+
+    @classmethod
+    def for_test(cls, golden_dir: Path, module_stem: str, test_name: str, ep: str | None = None) -> GoldenFiles:
+        """The golden of one test: shared when ep is None, else that EP's own (``name[ep].npz``)."""
+        name = _safe(test_name) if ep is None else f"{_safe(test_name)}[{_safe(ep)}]"
+        folder = _safe(module_stem)
+        if folder in ("", ".", ".."):
+            raise ValueError(f"module stem {module_stem!r} would place goldens outside {golden_dir}")
+        return cls(Path(golden_dir) / folder / (name + _NPZ))
+
+
+def _safe(part: str) -> str:
+    return _UNSAFE.sub("_", part)
+
+
+def read_golden(path: Path) -> dict[str, np.ndarray]:
+    """Every array in the golden, fully loaded; pickled entries are refused, never unpickled."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_ZIP_MAGICS[0]))
+            if not head:
+                raise GoldenError(f"{path} is empty; a golden is an .npz file")
+            if head not in _ZIP_MAGICS:
+                kind = "a single .npy array" if head.startswith(b"\x93NUM") else "no zip header"
+                raise GoldenError(f"{path} is not an .npz file ({kind})")
+            fh.seek(0)
+            with zipfile.ZipFile(fh) as archive:
+                return {_entry_name(path, info): _read_entry(path, archive, info) for info in archive.infolist()}
+    except FileNotFoundError:
+        raise GoldenError(f"{path} does not exist") from None
+    except _CORRUPT as exc:
+        raise GoldenError(f"{path} is truncated or corrupt: {exc}") from None
+    except OSError as exc:
+        raise GoldenError(f"{path} cannot be read: {exc}") from None
+
+
+def _entry_name(path: Path, info: zipfile.ZipInfo) -> str:
+    if not info.filename.endswith(_ENTRY):
+        raise GoldenError(f"{path} is not a golden: entry {info.filename!r} is not an .npy array")
+    return info.filename[: -len(_ENTRY)]
+
+
+def _read_entry(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """Check the entry's header for objects before numpy reads the data."""
+    name = info.filename[: -len(_ENTRY)]
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                _, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                _, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise GoldenError(
+                    f"{path}: output {name!r} uses .npy format version {version[0]}.{version[1]}; "
+                    "goldens use 1.0 or 2.0"
+                )
+        if dtype.hasobject:
+            raise GoldenError(f"{path}: output {name!r} holds pickled objects; refused without unpickling")
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except _CORRUPT as exc:
+        raise GoldenError(f"{path} is truncated or corrupt (output {name!r}): {exc}") from None
+
+
+def read_sidecar(path: Path) -> dict | None:
+    """The metadata next to a golden, or None when the golden has none."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GoldenError(f"{path} cannot be read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GoldenError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise GoldenError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def write_golden(files: GoldenFiles, arrays: Mapping[str, np.ndarray], metadata: Mapping) -> None:
+    """Atomically replace the golden and then its sidecar; creates missing folders."""
+    _write(files.npz, files.sidecar, arrays, metadata)
+
+
+def write_obtained(files: GoldenFiles, arrays: Mapping[str, np.ndarray], metadata: Mapping) -> None:
+    """Keep a failing run's outputs next to the golden, written like a golden."""
+    _write(files.obtained, files.obtained_sidecar, arrays, metadata)
+
+
+def remove_obtained(files: GoldenFiles) -> None:
+    """Drop obtained files left by an earlier failure once the test passes."""
+    for path in (files.obtained, files.obtained_sidecar):
+        path.unlink(missing_ok=True)
+
+
+def _write(npz: Path, sidecar: Path, arrays: Mapping[str, np.ndarray], metadata: Mapping) -> None:
+    """Validate everything first, so a refused golden leaves both files untouched."""
+    checked = {}
+    for name, value in arrays.items():
+        array = np.asarray(value)
+        if array.dtype.kind not in _STORABLE_KINDS:
+            raise GoldenError(
+                f"{npz}: output {name!r} has dtype {array.dtype}; goldens hold only bool, integer and "
+                "float tensors (object arrays would be pickled)"
+            )
+        checked[str(name)] = array
+    try:
+        text = json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise GoldenError(f"{sidecar}: metadata cannot be written as JSON: {exc}") from None
+
+    def write_npz(fh: IO[bytes]) -> None:
+        # What np.savez does, minus its keyword arguments: an output named
+        # "file" or "allow_pickle" would clash with them.
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as archive:
+            for name, array in checked.items():
+                with archive.open(name + _ENTRY, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+
+    _atomic_write(npz, write_npz)
+    _atomic_write(sidecar, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write to a temporary file in the target folder, fsync, then rename over the target.
+
+    The rename is atomic on one file system, so concurrent readers see the old
+    file or the new one, never a prefix.  The temporary name ends in ``.tmp``,
+    so :func:`find_goldens` never mistakes a leftover for a golden.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as fh:
+            temporary = Path(fh.name)
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temporary, _FILE_MODE)
+        os.replace(temporary, path)
+        temporary = None
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    """How one output differs between the old golden and the new one.
+
+    ``detail`` holds the "before -> after" text for shape and dtype changes.
+    """
+
+    name: str
+    kind: str  # "new", "removed", "shape changed", "dtype changed", "changed", "unchanged"
+    max_abs_change: float | None
+    detail: str = ""
+
+    def describe(self) -> str:
+        parts = [self.detail] if self.detail else []
+        if self.kind in ("changed", "dtype changed") and self.max_abs_change is not None:
+            parts.append(f"max abs change {self.max_abs_change:.6g}")
+        if not parts:
+            parts.append(self.kind)
+        return f"{self.name}: {', '.join(parts)}"
+
+
+def changes(old: Mapping[str, np.ndarray] | None, new: Mapping[str, np.ndarray]) -> list[OutputChange]:
+    """What ``--update-goldens`` changed, one entry per output: new outputs' order, then removed ones."""
+    old = old or {}
+    result = []
+    for name, value in new.items():
+        after = np.asarray(value)
+        if name not in old:
+            result.append(OutputChange(name, "new", None))
+            continue
+        before = np.asarray(old[name])
+        if before.shape != after.shape:
+            detail = f"shape {before.shape} -> {after.shape}"
+            if before.dtype != after.dtype:
+                detail += f", dtype {before.dtype} -> {after.dtype}"
+            result.append(OutputChange(name, "shape changed", None, detail))
+            continue
+        largest = _max_abs_change(before, after)
+        if before.dtype != after.dtype:
+            result.append(OutputChange(name, "dtype changed", largest, f"dtype {before.dtype} -> {after.dtype}"))
+        elif _equal(before, after):
+            result.append(OutputChange(name, "unchanged", 0.0))
+        else:
+            result.append(OutputChange(name, "changed", largest))
+    result += [OutputChange(name, "removed", None) for name in old if name not in new]
+    return result
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equality in the arrays' own dtype: float64 would merge large int64 neighbours."""
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+
+
+def _max_abs_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| in float64; equal values (NaN and NaN, inf and inf) count 0, NaN against a number inf."""
+    a64 = a.astype(np.float64)
+    b64 = b.astype(np.float64)
+    same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a64 - b64)
+    diff = np.where(same, 0.0, np.where(np.isnan(diff), np.inf, diff))
+    return float(diff.max(initial=0.0))
+
+
+def find_goldens(golden_dir: Path) -> list[Path]:
+    """Every golden under golden_dir (obtained files excluded), sorted; empty if the folder is missing."""
+    return sorted(
+        path
+        for path in Path(golden_dir).rglob("*" + _NPZ)
+        if path.is_file() and not path.name.endswith(_OBTAINED + _NPZ)
+    )

@@ -1,0 +1,278 @@
+"""Where an output's tolerance comes from, and saying so in every report.
+
+A tolerance is merged field by field from layers, later layers winning:
+
+1. built-in defaults (:data:`BUILTIN`, per EP and dtype, below),
+2. project settings, ``[tool.browserml.tolerance]`` in pyproject.toml,
+3. the ``@pytest.mark.tolerance(...)`` marker of the test.
+
+Within a layer, sections apply from least to most specific, so the most
+specific one wins::
+
+    general fields -> [ep] -> [ep:device] -> [dtype] -> [ep dtype] -> [ep:device dtype]
+    -> the same again inside [outputs.<name>]
+
+A later layer's general setting therefore overrides an earlier layer's
+per-output one: the marker is the test author's last word.  An EP id with a
+device type (``webnn:gpu``) reads the ``webnn`` section and then the
+``webnn:gpu`` section.  A layer looks like::
+
+    {"rtol": 1e-3, "atol": 1e-4,                         # any Tolerance field but source
+     "webgpu": {"atol": 1e-3, "float16": {"ulp": 4}},   # EP section, may hold dtype sections
+     "float16": {"ulp": 4},                             # dtype section: numpy dtype name
+     "outputs": {"boxes": {"rtol": 1e-2, "webgpu": {...}, "float16": {...}}}}
+
+``None`` unsets an optional field (atol, rtol, ulp, cosine, topk), e.g. a
+marker ``tolerance(atol=None, rtol=None, ulp=4)`` to judge by ULPs alone.
+
+Built-in defaults:
+
+=================  ======  =====  =====
+dtype              EP      atol   rtol
+=================  ======  =====  =====
+float32            wasm    1e-4   1e-4
+float32            webnn   1e-4   1e-3
+float32            webgpu  1e-3   1e-3
+float16            wasm    1e-3   1e-2
+float16            webnn   1e-3   1e-2
+float16            webgpu  1e-2   1e-2
+float64            any     1e-6   1e-6
+int*, uint*, bool  any     exact  exact
+=================  ======  =====  =====
+
+The float32 absolute thresholds are those of onnxruntime-web's own test runner
+(js/web/test/test-runner.ts: 1e-4 for wasm and WebNN, 1e-3 for WebGPU, whose
+shaders reorder reductions and fuse operations).  Its relative thresholds are
+tuned for single-operator tests; whole models accumulate more rounding, hence
+the looser rtol.  WebNN gets rtol 1e-3 because its backends (DirectML, Core ML,
+TFLite) may compute with lower internal precision; WebNN's own conformance
+tests likewise grant per-operator tolerances rather than exact results.
+float16 keeps 11 significant bits (about 1e-3 relative per operation), so a
+model's outputs drift by around 1e-2.  Integers and bool set nothing, which
+compare.py compares exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .compare import Tolerance
+
+__all__ = ["BUILTIN", "FIELDS", "ToleranceError", "ToleranceLayer", "resolve"]
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Tolerance) if f.name != "source")
+EPS = ("wasm", "webgpu", "webnn")
+DEVICES = ("cpu", "gpu", "npu")
+DTYPES = (
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+)
+OUTPUTS = "outputs"
+
+# What each field accepts: (kind, lower bound, upper bound); bounds are inclusive.
+_NUMBER, _INTEGER, _BOOL = "a number", "an integer", "true or false"
+_RULES: dict[str, tuple[str, float | None, float | None]] = {
+    "atol": (_NUMBER, 0, None),
+    "rtol": (_NUMBER, 0, None),
+    "ulp": (_INTEGER, 0, None),
+    "cosine": (_NUMBER, 0, 1),
+    "topk": (_INTEGER, 1, None),
+    "topk_axis": (_INTEGER, None, None),
+    "mismatch_fraction": (_NUMBER, 0, 1),
+    "nan_equal": (_BOOL, None, None),
+    "exact": (_BOOL, None, None),
+}
+_UNSETTABLE = frozenset(f.name for f in dataclasses.fields(Tolerance) if f.default is None)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class ToleranceError(ValueError):
+    """A tolerance setting is unknown or has a bad value; names the setting and where it was set."""
+
+
+@dataclass(frozen=True)
+class ToleranceLayer:
+    """One source of tolerance settings, validated when created so mistakes surface before any test runs."""
+
+    origin: str
+    settings: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        _check_section(self.settings, (), self.origin, eps=True, dtypes=True, outputs=True)
+
+
+def resolve(layers: Sequence[ToleranceLayer], *, ep: str, dtype: np.dtype, output: str) -> Tolerance:
+    """The tolerance for one output on one EP, with a source naming the section behind each field."""
+    if not _is_ep(ep):
+        raise ValueError(
+            f"unknown execution provider {ep!r}; known: {', '.join(EPS)}, "
+            f"optionally with a device ({', '.join(DEVICES)}) as in webnn:gpu"
+        )
+    ep_keys = (ep.partition(":")[0], ep) if ":" in ep else (ep,)
+    dtype_name = np.dtype(dtype).name
+    chosen: dict[str, tuple[Any, str]] = {}
+    for layer in layers:
+        for section, scope in _applicable(layer.settings, ep_keys, dtype_name, output):
+            place = f"{layer.origin} [{section}]" if section else layer.origin
+            for field in FIELDS:
+                if field in scope:
+                    chosen[field] = (scope[field], place)
+    values = {field: _convert(field, value) for field, (value, _) in chosen.items()}
+    return Tolerance(**values, source=_source(chosen))
+
+
+def _applicable(
+    settings: Mapping[str, Any], ep_keys: tuple[str, ...], dtype: str, output: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(section label, section) of one layer that apply, least specific first."""
+    yield from _scopes(settings, "", ep_keys, dtype)
+    per_output = settings.get(OUTPUTS, {}).get(output)
+    if per_output is not None:
+        yield from _scopes(per_output, f"{OUTPUTS}.{_key(output)}", ep_keys, dtype)
+
+
+def _scopes(
+    scope: Mapping[str, Any], label: str, ep_keys: tuple[str, ...], dtype: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def join(*parts: str) -> str:
+        return " ".join(part for part in (label, *parts) if part)
+
+    yield label, scope
+    eps = [(key, scope[key]) for key in ep_keys if key in scope]
+    for key, section in eps:
+        yield join(_key(key)), section
+    if dtype in scope:
+        yield join(dtype), scope[dtype]
+    for key, section in eps:
+        if dtype in section:
+            yield join(_key(key), dtype), section[dtype]
+
+
+def _source(chosen: Mapping[str, tuple[Any, str]]) -> str:
+    """Fields grouped by where they were set, e.g. ``atol, rtol from X [webgpu float32]; ulp from Y``."""
+    groups: dict[str, list[str]] = {}
+    for field in FIELDS:
+        if field in chosen and chosen[field][0] is not None:
+            groups.setdefault(chosen[field][1], []).append(field)
+    if not groups:
+        return BUILTIN.origin
+    return "; ".join(f"{', '.join(fields)} from {place}" for place, fields in groups.items())
+
+
+def _convert(field: str, value: Any) -> Any:
+    """Plain Python values, so numpy scalars from a marker never reach reports or JSON."""
+    if value is None:
+        return None
+    kind = _RULES[field][0]
+    return float(value) if kind == _NUMBER else int(value) if kind == _INTEGER else bool(value)
+
+
+def _is_ep(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    base, colon, device = key.partition(":")
+    return base in EPS and (not colon or device in DEVICES)
+
+
+def _key(part: str) -> str:
+    """A key as TOML would spell it, so users can search for it."""
+    return part if _BARE_KEY.fullmatch(part) else f'"{part}"'
+
+
+def _check_section(
+    section: object, path: tuple[str, ...], origin: str, *, eps: bool, dtypes: bool, outputs: bool
+) -> None:
+    """Validate one section; which sub-sections it may hold depends on where it sits."""
+    if not isinstance(section, Mapping):
+        where = f"tolerance section {_dotted(path)!r}" if path else "tolerance settings"
+        raise ToleranceError(f"{where} in {origin}: expected a table of settings, got {section!r}")
+    for key, value in section.items():
+        here = (*path, str(key))
+        if key in _RULES:
+            _check_value(key, value, here, origin)
+        elif eps and _is_ep(key):
+            _check_section(value, here, origin, eps=False, dtypes=dtypes, outputs=False)
+        elif dtypes and key in DTYPES:
+            _check_section(value, here, origin, eps=False, dtypes=False, outputs=False)
+        elif outputs and key == OUTPUTS:
+            if not isinstance(value, Mapping):
+                raise ToleranceError(
+                    f"tolerance section {_dotted(here)!r} in {origin}: "
+                    f"expected a table of output names, got {value!r}"
+                )
+            for name, per_output in value.items():
+                _check_section(per_output, (*here, str(name)), origin, eps=True, dtypes=True, outputs=False)
+        else:
+            raise ToleranceError(
+                f"unknown tolerance setting {_dotted(here)!r} in {origin}; "
+                f"known: {_known(eps=eps, dtypes=dtypes, outputs=outputs)}"
+            )
+
+
+def _check_value(field: str, value: object, path: tuple[str, ...], origin: str) -> None:
+    if value is None and field in _UNSETTABLE:
+        return
+    kind, low, high = _RULES[field]
+    if kind == _BOOL:
+        ok = isinstance(value, (bool, np.bool_))
+    else:
+        number = numbers.Integral if kind == _INTEGER else numbers.Real
+        ok = isinstance(value, number) and not isinstance(value, (bool, np.bool_))
+    if ok and ((low is not None and not value >= low) or (high is not None and not value <= high)):
+        ok = False
+    if not ok:
+        raise ToleranceError(
+            f"tolerance setting {_dotted(path)!r} = {value!r} in {origin}: expected {_expected(kind, low, high)}"
+        )
+
+
+def _expected(kind: str, low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"{kind} in [{low}, {high}]"
+    if low is not None:
+        return f"{kind} >= {low}"
+    return kind
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(_key(part) for part in path)
+
+
+def _known(*, eps: bool, dtypes: bool, outputs: bool) -> str:
+    known = list(FIELDS)
+    if eps:
+        known.append(f"EP sections {', '.join(EPS)} (or with a device, e.g. webnn:gpu)")
+    if dtypes:
+        known.append(f"dtype sections {', '.join(DTYPES)}")
+    if outputs:
+        known.append(f"{OUTPUTS} (per-output sections)")
+    return ", ".join(known)
+
+
+# Defined last: creating a layer runs the validation helpers above.
+BUILTIN = ToleranceLayer(
+    "built-in default",
+    {
+        "float16": {"atol": 1e-3, "rtol": 1e-2},
+        "float64": {"atol": 1e-6, "rtol": 1e-6},
+        "wasm": {"float32": {"atol": 1e-4, "rtol": 1e-4}},
+        "webnn": {"float32": {"atol": 1e-4, "rtol": 1e-3}},
+        "webgpu": {"float32": {"atol": 1e-3, "rtol": 1e-3}, "float16": {"atol": 1e-2, "rtol": 1e-2}},
+    },
+)
