@@ -255,14 +255,14 @@ def _dotted(path: tuple[str, ...]) -> str:
 
 
 def _known(*, eps: bool, dtypes: bool, outputs: bool) -> str:
-    known = list(FIELDS)
+    known = [", ".join(FIELDS)]
     if eps:
         known.append(f"EP sections {', '.join(EPS)} (or with a device, e.g. webnn:gpu)")
     if dtypes:
         known.append(f"dtype sections {', '.join(DTYPES)}")
     if outputs:
         known.append(f"{OUTPUTS} (per-output sections)")
-    return ", ".join(known)
+    return "; ".join(known)
 
 
 # Defined last: creating a layer runs the validation helpers above.

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from pytest_browserml import provision
 from tests import modelzoo
 
 pytest_plugins = ["pytester"]
+
+# pytester gives each run a new HOME: keep every run on the one cache of downloads.
+os.environ.setdefault("BROWSERML_CACHE", str(provision.cache_dir()))
 
 
 @pytest.fixture(scope="session")

@@ -138,3 +138,22 @@ def reference(path: Path, feeds: dict) -> dict[str, np.ndarray]:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds)))
+
+
+def endless_loop(path: Path) -> Path:
+    """A Loop of 10**15 additions: a run that never ends in practice (for timeouts)."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "v_in"], ["v_out"])],
+        "body",
+        [_info("i", TensorProto.INT64, []), _info("cond_in", TensorProto.BOOL, []), _info("v_in", TensorProto.FLOAT, [1])],
+        [_info("cond_out", TensorProto.BOOL, []), _info("v_out", TensorProto.FLOAT, [1])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body)],
+        "endless",
+        [_info("x", TensorProto.FLOAT, [1])],
+        [_info("y", TensorProto.FLOAT, [1])],
+        initializer=[numpy_helper.from_array(np.array(10**15, np.int64), "trips"),
+                     numpy_helper.from_array(np.array(True), "cond")],
+    )
+    return _save(graph, path)

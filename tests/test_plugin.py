@@ -1,0 +1,135 @@
+"""The plugin as users meet it: pytester runs pytest on example test files."""
+
+from __future__ import annotations
+
+import stat
+import sys
+import textwrap
+
+import pytest
+
+from pytest_browserml import provision
+from tests import modelzoo
+
+ADD_TEST = """
+import numpy as np
+
+def test_add(browserml):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    result = browserml.run("models/add.onnx", {"x": x}, warmup=1, iterations=5)
+    np.testing.assert_allclose(result.outputs["y"], x + x, rtol=1e-4)
+    assert result.latency.rounds == 5
+"""
+
+
+@pytest.fixture
+def project(pytester):
+    """A user project with one model."""
+    modelzoo.add(pytester.path / "models" / "add.onnx")
+    return pytester
+
+
+def test_one_test_per_ep_with_the_ep_in_its_id(project):
+    project.makepyfile(test_model=ADD_TEST + "\ndef test_ep(browserml):\n    print('EP is', browserml.ep)\n")
+    result = project.runpytest_subprocess("--browser-ep", "wasm", "--browser-ep", "webgpu", "--browser-ep", "webnn",
+                                          "-v", "-s")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*test_add?wasm? PASSED*", "*test_add?webgpu? PASSED*", "*test_add?webnn? PASSED*"])
+    result.stdout.fnmatch_lines(["*EP is webnn*"])
+
+
+def test_the_ini_twin_and_the_default(project):
+    project.makepyfile(test_model=ADD_TEST)
+    project.makeini("[pytest]\nbrowserml_eps = webgpu\n")
+    project.runpytest_subprocess("-v").stdout.fnmatch_lines(["*test_add?webgpu? PASSED*"])
+    project.makeini("[pytest]\n")
+    project.runpytest_subprocess("-v").stdout.fnmatch_lines(["*test_add?wasm? PASSED*"])
+
+
+def test_browser_ep_marker_limits_a_test_to_some_eps(project):
+    project.makepyfile(test_model="""
+        import pytest
+
+        @pytest.mark.browser_ep("webgpu")
+        def test_gpu_only(browserml):
+            assert browserml.ep == "webgpu"
+    """)
+    result = project.runpytest_subprocess("--browser-ep", "wasm", "--browser-ep", "webgpu", "-v")
+    result.assert_outcomes(passed=1)
+
+
+def test_an_unknown_ep_is_a_usage_error(project):
+    project.makepyfile(test_model=ADD_TEST)
+    result = project.runpytest_subprocess("--browser-ep", "cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--browser-ep 'cuda': unknown execution provider; choose from wasm, webgpu, webnn*"])
+
+
+@pytest.fixture
+def browser_without_webnn(tmp_path):
+    """The pinned Chromium started without its WebNN switch: a real browser in which webnn cannot run."""
+    chromium = provision.pinned_chromium()
+    wrapper = tmp_path / "chromium-without-webnn"
+    wrapper.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import os, sys
+        os.environ["LD_LIBRARY_PATH"] = {str(chromium.library_dir)!r}
+        args = [a for a in sys.argv[1:] if a != "--enable-features=WebMachineLearningNeuralNetwork"]
+        os.execv({str(chromium.executable)!r}, [{str(chromium.executable)!r}, "--no-zygote", *args])
+    """))
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return wrapper
+
+
+def test_an_ep_that_cannot_run_is_skipped_with_the_reason_or_fails_when_strict(project, browser_without_webnn):
+    project.makepyfile(test_model=ADD_TEST)
+    args = ("--browser-ep", "wasm", "--browser-ep", "webnn", "--browser-executable", str(browser_without_webnn), "-rs")
+    result = project.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*webnn cannot run in this browser: navigator.ml is undefined*"])
+    strict = project.runpytest_subprocess(*args, "--browser-ep-strict")
+    strict.assert_outcomes(passed=1, errors=1)
+    strict.stdout.fnmatch_lines(["*webnn cannot run in this browser: navigator.ml is undefined*--browser-ep-strict*"])
+
+
+def test_a_failure_in_the_browser_fails_that_test_and_the_next_runs(project):
+    (project.path / "models" / "corrupt.onnx").write_bytes(b"this is not a model")
+    project.makepyfile(test_model=textwrap.dedent("""
+        import numpy as np
+
+        def test_corrupt(browserml):
+            browserml.run("models/corrupt.onnx", {"x": np.ones((2, 3), np.float32)})
+
+        def test_missing(browserml):
+            browserml.run("models/nowhere.onnx", {"x": np.ones((2, 3), np.float32)})
+    """) + ADD_TEST)
+    result = project.runpytest_subprocess("--browser-ep", "wasm")
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines([
+        "*ModelRunError: *models/corrupt.onnx on wasm: onnxruntime-web failed: *",
+        "*FileNotFoundError: model file not found: models/nowhere.onnx (looked at *",
+    ])
+
+
+def test_a_run_past_the_timeout_fails_and_the_page_is_replaced(project):
+    modelzoo.endless_loop(project.path / "models" / "endless.onnx")
+    project.makeini("[pytest]\nbrowserml_timeout = 3\n")
+    project.makepyfile(test_model=textwrap.dedent("""
+        import numpy as np
+
+        def test_endless(browserml):
+            browserml.run("models/endless.onnx", {"x": np.ones(1, np.float32)}, warmup=0, iterations=1)
+    """) + ADD_TEST)
+    result = project.runpytest_subprocess("--browser-ep", "wasm")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*models/endless.onnx on wasm: the page did not answer within "
+                                 "browserml_timeout = 3 s; it was replaced*"])
+
+
+def test_missing_downloads_say_which_command_fixes_them(project, tmp_path, monkeypatch):
+    project.makepyfile(test_model=ADD_TEST)
+    project.makeini("[pytest]\nbrowserml_auto_install = false\n")
+    monkeypatch.setenv("BROWSERML_CACHE", str(tmp_path / "empty-cache"))
+    result = project.runpytest_subprocess("--browser-ep", "wasm")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*onnxruntime-web 1.30.0 is not in the cache*Run `browserml install*"])
