@@ -91,7 +91,7 @@ class Tolerance:
         if not self.nan_equal:
             parts.append("nan_equal=False")
         text = ", ".join(parts) or "exact"
-        return f"{text} (from {self.source})" if self.source else text
+        return f"{text} ({self.source})" if self.source else text
 
 
 @dataclass(frozen=True)

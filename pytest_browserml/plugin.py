@@ -8,10 +8,15 @@ import pytest
 
 from . import provision
 from .browser import BrowserSetupError, ExecutionProvider
+from .golden_check import UPDATE_MODES, GoldenPolicy, GoldenRecord, GoldenTarget
+from .golden_report import GoldenLedger
 from .provision import ProvisionError
 from .runner import BrowserML, Runtime, Settings
+from .tolerances import ToleranceError, ToleranceLayer
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
+PROJECT_TOLERANCE_KEY = pytest.StashKey[tuple]()
+GOLDEN_PROPERTY = "browserml_golden"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
            default=provision.ORT_WEB_VERSION)
     option("--ort-web-bundle", "browserml_ort_web_bundle", "onnxruntime-web bundle: all (WebGPU through JSEP) "
            "or webgpu (the native WebGPU EP)", default="all")
+    option("--golden-dir", "browserml_golden_dir", "folder of the golden tensors, relative to the rootdir",
+           default="goldens")
+    group.addoption("--update-goldens", nargs="?", const="all", choices=UPDATE_MODES, default=None,
+                    help="write the goldens of the tests that run: all of them (default) or only the missing ones")
+    group.addoption("--delete-unused-goldens", action="store_true",
+                    help="delete goldens that no test used (only when the whole suite ran)")
     parser.addini("browserml_timeout", "seconds one model run may take before the page is replaced", default="300")
     parser.addini("browserml_auto_install", "fetch onnxruntime-web and the pinned Chromium when missing",
                   type="bool", default=True)
@@ -79,7 +90,34 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "browser_ep(*eps): run this test only on these EPs (of those given by --browser-ep)"
     )
+    config.addinivalue_line(
+        "markers", "tolerance(**settings): how close each output must be to its golden; "
+                   "fields atol, rtol, ulp, cosine, topk, mismatch_fraction, nan_equal, exact, "
+                   "sections per EP (webgpu={...}), dtype (float16={...}) and output (outputs={name: {...}})"
+    )
     config.stash[RUNTIME_KEY] = Runtime(settings_from(config))
+    config.stash[PROJECT_TOLERANCE_KEY] = _project_tolerance(config)
+    ledger = GoldenLedger(golden_dir=_golden_dir(config), eps=tuple(ep.id for ep in config.stash[RUNTIME_KEY].settings.eps),
+                          property_name=GOLDEN_PROPERTY)
+    config.pluginmanager.register(ledger, "browserml-goldens")
+
+
+def _golden_dir(config: pytest.Config) -> Path:
+    return config.rootpath / _setting(config, "browserml_golden_dir")
+
+
+def _project_tolerance(config: pytest.Config) -> tuple[ToleranceLayer, ...]:
+    """`[tool.browserml.tolerance]` of the rootdir's pyproject.toml, as a tolerance layer."""
+    import tomllib
+
+    path = config.rootpath / "pyproject.toml"
+    if not path.is_file():
+        return ()
+    try:
+        settings = tomllib.loads(path.read_text()).get("tool", {}).get("browserml", {}).get("tolerance")
+        return (ToleranceLayer(f"[tool.browserml.tolerance] in {path}", settings),) if settings else ()
+    except (tomllib.TOMLDecodeError, ToleranceError) as error:
+        raise pytest.UsageError(f"{path}: {error}") from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -118,4 +156,35 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
             pytest.fail(f"{message} (--browser-ep-strict is set)", pytrace=False)
         pytest.skip(message)
     roots = (request.config.rootpath, Path(request.node.path).parent)
-    return BrowserML(ep_browser, runtime.settings, roots)
+    return BrowserML(ep_browser, runtime.settings, roots, _golden_target(request, ep), _golden_policy(request))
+
+
+def _golden_target(request: pytest.FixtureRequest, ep: ExecutionProvider) -> GoldenTarget:
+    node = request.node
+    name, _, params = node.name.partition("[")
+    params = [part for part in params.rstrip("]").split("-") if part and part != ep.id] if params else []
+    return GoldenTarget(
+        golden_dir=_golden_dir(request.config),
+        module_stem=Path(node.path).stem,
+        test_name=f"{name}[{'-'.join(params)}]" if params else name,
+        nodeid=node.nodeid,
+        rootdir=request.config.rootpath,
+    )
+
+
+def _golden_policy(request: pytest.FixtureRequest) -> GoldenPolicy:
+    layers = request.config.stash[PROJECT_TOLERANCE_KEY]
+    if marker := request.node.get_closest_marker("tolerance"):
+        if marker.args:
+            pytest.fail(f"@pytest.mark.tolerance on {request.node.name} takes keyword arguments only", pytrace=False)
+        try:
+            layers = (*layers, ToleranceLayer(f"marker on {request.node.name}", marker.kwargs))
+        except ToleranceError as error:
+            pytest.fail(str(error), pytrace=False)
+    node = request.node
+
+    def record(entry: GoldenRecord) -> None:
+        node.user_properties.append((GOLDEN_PROPERTY, entry.to_json()))
+
+    return GoldenPolicy(update=request.config.getoption("update_goldens"), layers=layers, record=record)
+

@@ -92,7 +92,9 @@ class Environment:
 @dataclass(frozen=True)
 class RunResult:
     model: Path
+    model_sha256: str
     ep: str
+    inputs: dict[str, np.ndarray] = field(repr=False)
     outputs: dict[str, np.ndarray]
     latency: Latency
     memory: Memory

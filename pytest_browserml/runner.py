@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from . import golden_check
 from . import placement as placement_log
 from . import provision, stats, transport
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
+from .golden_check import GoldenPolicy, GoldenTarget
 from .page import HarnessPage, PageFailure
 from .results import Environment, Memory, Placement, RunResult, Transfer
 from .server import HarnessServer
@@ -229,7 +233,9 @@ class EpBrowser:
         memory = answer["memory"]
         return RunResult(
             model=model.path,
+            model_sha256=model.sha256,
             ep=self.ep.id,
+            inputs={name: np.asarray(value) for name, value in feeds.items()},
             outputs=transport.decode(answer["outputs"], payload),
             latency=stats.latency(
                 answer["timesMs"],
@@ -261,10 +267,13 @@ class EpBrowser:
 class BrowserML:
     """The `browserml` fixture: run models on the EP of the running test."""
 
-    def __init__(self, ep_browser: EpBrowser, settings: Settings, roots: tuple[Path, ...]):
+    def __init__(self, ep_browser: EpBrowser, settings: Settings, roots: tuple[Path, ...],
+                 golden_target: GoldenTarget | None = None, golden_policy: GoldenPolicy | None = None):
         self._ep_browser = ep_browser
         self._settings = settings
         self._roots = roots
+        self._golden_target = golden_target
+        self._golden_policy = golden_policy
 
     @property
     def ep(self) -> str:
@@ -282,6 +291,17 @@ class BrowserML:
             warmup=self._settings.warmup if warmup is None else warmup,
             iterations=self._settings.iterations if iterations is None else iterations,
         )
+
+    def assert_golden(self, result: RunResult, *, per_ep: bool = False) -> None:
+        """Compare every output with the test's golden within its tolerance.
+
+        The default golden, `goldens/<module>/<test>.npz`, comes from native onnxruntime on
+        the CPU and holds every EP to the model's true outputs. `per_ep=True` uses
+        `<test>[<ep>].npz`, made from this EP's own outputs, to catch any change on one
+        device (a driver, browser or ORT-web upgrade) with a near-exact tolerance.
+        """
+        __tracebackhide__ = True
+        golden_check.assert_golden(result, self._golden_target, self._golden_policy, per_ep=per_ep)
 
     def resolve(self, path: str | Path) -> Path:
         """An absolute path, or one relative to the rootdir, else to the test file's folder."""

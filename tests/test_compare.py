@@ -421,11 +421,11 @@ def test_random_errors_are_not_called_offset_or_scale():
 
 
 def test_describe_lists_only_set_fields_and_source():
-    assert DEFAULT.describe() == "atol=0.0001, rtol=0.001 (from built-in default for wasm float32)"
-    assert Tolerance().describe() == "exact (from built-in default)"
+    assert DEFAULT.describe() == "atol=0.0001, rtol=0.001 (built-in default for wasm float32)"
+    assert Tolerance().describe() == "exact (built-in default)"
     full = Tolerance(ulp=4, topk=5, topk_axis=1, mismatch_fraction=0.01, nan_equal=False, source="marker on test_x")
     assert full.describe() == (
-        "ulp=4, topk=5, topk_axis=1, mismatch_fraction=0.01, nan_equal=False (from marker on test_x)"
+        "ulp=4, topk=5, topk_axis=1, mismatch_fraction=0.01, nan_equal=False (marker on test_x)"
     )
 
 
@@ -448,7 +448,7 @@ def test_format_failure_text():
     assert lines[0] == (
         "output 'y': 12 of 600 elements (2.00%) out of tolerance; shape (2, 300), dtype float32"
     )
-    assert lines[1] == "  tolerance: atol=0.0001, rtol=0.001 (from built-in default for wasm float32)"
+    assert lines[1] == "  tolerance: atol=0.0001, rtol=0.001 (built-in default for wasm float32)"
     assert "  failed: 2.00% of elements out of tolerance, 0.00% allowed" in lines
     stats = [line for line in lines if line.startswith("  max abs error ")]
     assert len(stats) == 1 and "max ULP" in stats[0] and "cosine" in stats[0]
