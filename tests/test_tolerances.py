@@ -197,7 +197,7 @@ def test_source_quotes_output_names_as_toml_would():
 
 
 def test_source_appears_in_the_tolerance_description():
-    assert "from atol, rtol from built-in default [wasm float32]" in tol().describe()
+    assert "(atol, rtol from built-in default [wasm float32])" in tol().describe()
 
 
 # --- validation ------------------------------------------------------------
