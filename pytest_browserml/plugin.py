@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from . import provision
+from . import onnx_suite, provision
 from .browser import BrowserSetupError, ExecutionProvider
 from .golden_check import UPDATE_MODES, GoldenPolicy, GoldenRecord, GoldenTarget
 from .golden_report import GoldenLedger
-from .provision import ProvisionError
+from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .runner import BrowserML, Runtime, Settings
 from .tolerances import ToleranceError, ToleranceLayer
 
-RUNTIME_KEY = pytest.StashKey[Runtime]()
-PROJECT_TOLERANCE_KEY = pytest.StashKey[tuple]()
 GOLDEN_PROPERTY = "browserml_golden"
 
 
@@ -132,6 +130,11 @@ def pytest_report_header(config: pytest.Config) -> str:
             f"({settings.ort_web_bundle} bundle); cache {provision.cache_dir()}")
 
 
+def pytest_collect_directory(path: Path, parent: pytest.Collector):
+    """A folder in ONNX's test-data layout becomes tests: one per data set and EP."""
+    return onnx_suite.collect_directory(path, parent)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "browserml" in metafunc.fixturenames:
         eps = metafunc.config.stash[RUNTIME_KEY].settings.eps
@@ -145,16 +148,7 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     """Runs models in a real browser on the EP of this test (one test per --browser-ep)."""
     runtime = request.config.stash[RUNTIME_KEY]
     ep: ExecutionProvider = request.param
-    try:
-        ep_browser = runtime.browser_for(ep)
-        probe = ep_browser.probe()
-    except (ProvisionError, BrowserSetupError) as error:
-        pytest.fail(str(error), pytrace=False)
-    if not probe["ok"]:
-        message = f"{ep.id} cannot run in this browser: {probe['reason']}"
-        if runtime.settings.strict:
-            pytest.fail(f"{message} (--browser-ep-strict is set)", pytrace=False)
-        pytest.skip(message)
+    ep_browser = usable_ep_browser(request.config, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
     return BrowserML(ep_browser, runtime.settings, roots, _golden_target(request, ep), _golden_policy(request))
 

@@ -1,0 +1,29 @@
+"""What the plugin keeps per pytest session, shared by the fixture and the ONNX folder collector."""
+
+from __future__ import annotations
+
+import pytest
+
+from .browser import BrowserSetupError, ExecutionProvider
+from .provision import ProvisionError
+from .runner import EpBrowser, Runtime
+
+RUNTIME_KEY = pytest.StashKey[Runtime]()
+PROJECT_TOLERANCE_KEY = pytest.StashKey[tuple]()  # ToleranceLayer from pyproject.toml, or ()
+
+
+def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider) -> EpBrowser:
+    """The EP's browser, or skip the test with doctor's reason (fail it under --browser-ep-strict)."""
+    __tracebackhide__ = True
+    runtime = config.stash[RUNTIME_KEY]
+    try:
+        ep_browser = runtime.browser_for(ep)
+        probe = ep_browser.probe()
+    except (ProvisionError, BrowserSetupError) as error:
+        pytest.fail(str(error), pytrace=False)
+    if not probe["ok"]:
+        message = f"{ep.id} cannot run in this browser: {probe['reason']}"
+        if runtime.settings.strict:
+            pytest.fail(f"{message} (--browser-ep-strict is set)", pytrace=False)
+        pytest.skip(message)
+    return ep_browser
