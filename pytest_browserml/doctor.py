@@ -15,7 +15,7 @@ import numpy as np
 
 from .browser import BrowserSetupError, ExecutionProvider
 from .provision import ProvisionError
-from .results import Environment
+from .results import Adapter, Environment
 from .runner import ModelRunError, Runtime, Settings
 
 
@@ -24,7 +24,7 @@ class EpReport:
     ep: str
     works: bool
     reason: str | None  # the browser's or ORT's own error text when it does not work
-    adapter: dict | None = None
+    adapter: Adapter | None = None
     webnn_devices: dict | None = None
     placement: dict | None = None
     environment: Environment | None = None
@@ -53,12 +53,8 @@ class DoctorReport:
             if ep.reason:
                 lines.append(f"      why: {ep.reason}")
             if ep.adapter:
-                adapter = ep.adapter
-                lines.append(
-                    f"      adapter: vendor {adapter['vendor'] or '?'}, architecture {adapter['architecture'] or '?'}, "
-                    f"fallback adapter {'yes' if adapter['isFallbackAdapter'] else 'no'}, "
-                    f"shader-f16 {'yes' if adapter['shaderF16'] else 'NO (float16 models may silently return zeros)'}"
-                )
+                warning = "" if ep.adapter.shader_f16 else ": float16 models cannot run on WebGPU here"
+                lines.append(f"      adapter: {ep.adapter.describe()}{warning}")
             if ep.webnn_devices:
                 devices = ", ".join(f"{name} {status}" for name, status in ep.webnn_devices.items())
                 lines.append(f"      WebNN device types: {devices}")
@@ -96,7 +92,7 @@ def _check(runtime: Runtime, ep: ExecutionProvider, model) -> EpReport:
         probe = ep_browser.probe()
     except BrowserSetupError as error:
         return EpReport(ep.id, False, str(error))
-    details = {"adapter": probe.get("adapter"), "webnn_devices": probe.get("webnnDevices"),
+    details = {"adapter": Adapter.from_probe(probe.get("adapter")), "webnn_devices": probe.get("webnnDevices"),
                "environment": ep_browser.environment()}
     if not probe["ok"]:
         return EpReport(ep.id, False, probe["reason"], **details)

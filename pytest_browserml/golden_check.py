@@ -150,7 +150,7 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
     environment = result.environment
     if per_ep:
         made_by = {"ep": environment.ep, "browser": environment.browser_version, "ort_web": environment.ort_web_version,
-                   "bundle": environment.ort_web_bundle, "adapter": _adapter_text(environment.adapter)}
+                   "bundle": environment.ort_web_bundle, "adapter": environment.adapter and environment.adapter.describe()}
     else:
         made_by = {"reference": reference.describe()}
     return {
@@ -163,18 +163,11 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
         "made_by": made_by,
         "compared_on": {"ep": environment.ep, "browser": environment.browser_version,
                         "ort_web": environment.ort_web_version, "bundle": environment.ort_web_bundle,
-                        "adapter": _adapter_text(environment.adapter)},
+                        "adapter": environment.adapter and environment.adapter.describe()},
         "outputs": {name: {"dtype": str(array.dtype), "shape": list(array.shape)} for name, array in arrays.items()},
         "tolerance": {name: resolve(layers, ep=result.ep, dtype=array.dtype, output=name).describe()
                       for name, array in arrays.items() if array.dtype.kind in "biuf"},
     }
-
-
-def _adapter_text(adapter: dict | None) -> str | None:
-    if not adapter:
-        return None
-    f16 = "shader-f16" if adapter.get("shaderF16") else "no shader-f16"
-    return f"{adapter.get('vendor')} {adapter.get('architecture')} ({f16})"
 
 
 def _input_digests(inputs: dict) -> dict:

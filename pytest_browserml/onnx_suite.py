@@ -1,5 +1,169 @@
-"""ONNX test-data folders as tests (being written)."""
+"""ONNX test-data folders as tests: ONNX's own backend suite, run in the browser.
+
+A folder holding `model.onnx` (or `model.ort`) and `test_data_set_N/` folders
+of `input_K.pb` and `output_K.pb` tensors is ONNX's backend-test layout. Each
+data set becomes one test per EP, and its `output_K.pb` files are the goldens,
+so `pytest --browser-ep wasm node/` reports every node test of ONNX as passed,
+failed (wrong outputs, or ORT cannot load or run the model) or skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .browser import ExecutionProvider
+from .compare import OutputComparison, compare_outputs
+from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
+from .runner import ModelRunError
+from .tolerances import BUILTIN, resolve
+from .transport import TransportError
+
+MODEL_NAMES = ("model.onnx", "model.ort")
+DATA_SET = "test_data_set"
 
 
-def collect_directory(path, parent):
+class OnnxCaseError(Exception):
+    """A data set that cannot be run or whose outputs differ from its goldens; the text says which and why."""
+
+
+def collect_directory(path: Path, parent: pytest.Collector) -> OnnxTestFolder | None:
+    """The folder's tests if it is an ONNX test case; None lets pytest walk it as usual."""
+    if _model_file(path) is not None and _numbered(path, DATA_SET):
+        return OnnxTestFolder.from_parent(parent, path=path)
     return None
+
+
+class OnnxTestFolder(pytest.Directory):
+    """One ONNX test case: its model run on each data set on each EP of the session."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        model = _model_file(self.path)
+        assert model is not None  # collect_directory made this node only for such folders
+        for data_set in _numbered(self.path, DATA_SET):
+            for ep in self.config.stash[RUNTIME_KEY].settings.eps:
+                yield OnnxDataSet.from_parent(self, name=f"{data_set.name}[{ep.id}]", model=model,
+                                              data_set=data_set, ep=ep)
+
+
+class OnnxDataSet(pytest.Item):
+    """One data set on one EP: feed its inputs, compare the outputs with its output .pb files."""
+
+    def __init__(self, *, model: Path, data_set: Path, ep: ExecutionProvider, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.data_set = data_set
+        self.ep = ep
+
+    def runtest(self) -> None:
+        input_names, output_names = _graph_names(self.model)
+        inputs = self._read_tensors("input", input_names)
+        expected = self._read_tensors("output", output_names)
+        ep_browser = usable_ep_browser(self.config, self.ep)
+        model_files = self.config.stash[RUNTIME_KEY].model_files(self.model)
+        feeds = {name: array for name, (_, array) in inputs.items()}
+        try:
+            result = ep_browser.run(model_files, feeds, warmup=0, iterations=1)
+        except TransportError as error:  # e.g. bfloat16: no onnxruntime-web tensor type carries it
+            pytest.skip(str(error))
+        layers = [BUILTIN, *self.config.stash[PROJECT_TOLERANCE_KEY]]
+        comparisons = compare_outputs(
+            result.outputs, {name: array for name, (_, array) in expected.items()},
+            lambda name, dtype: resolve(layers, ep=self.ep.id, dtype=dtype, output=name),
+        )
+        if not all(comparison.passed for comparison in comparisons):
+            goldens = {name: file for name, (file, _) in expected.items()}
+            raise OnnxCaseError(self._mismatch_text(comparisons, goldens))
+
+    def _read_tensors(self, kind: str, names: list[str] | None) -> dict[str, tuple[Path, np.ndarray]]:
+        """`kind`_K.pb in K order, keyed by the model's K-th name (by the tensor's own name for .ort models)."""
+        files = _numbered(self.data_set, kind, ".pb")
+        if names is not None and len(files) > len(names):
+            raise OnnxCaseError(f"{self._show(self.data_set)} has {len(files)} {kind}_K.pb files, "
+                                f"but {self.model.name} has only {len(names)} {kind}s ({', '.join(names)})")
+        tensors = {}
+        for position, file in enumerate(files):
+            name, array = _read_pb(file, self._show(file))
+            name = names[position] if names is not None else name
+            if not name:
+                raise OnnxCaseError(f"{self._show(file)}: the tensor has no name, and a .ort model "
+                                    f"does not tell which {kind} it is")
+            tensors[name] = (file, array)
+        return tensors
+
+    def _mismatch_text(self, comparisons: list[OutputComparison], goldens: dict[str, Path]) -> str:
+        failed = [c for c in comparisons if not c.passed]
+        lines = [f"{len(failed)} of {len(comparisons)} outputs differ from the goldens of "
+                 f"{self._show(self.data_set)} on {self.ep.id}"]
+        for comparison in failed:
+            lines.append(comparison.format())
+            if comparison.name in goldens:
+                lines.append(f"  golden: {self._show(goldens[comparison.name])}")
+        lines += [f"output {c.name!r}: within tolerance ({c.tolerance.describe()})" for c in comparisons if c.passed]
+        return "\n".join(lines)
+
+    def _show(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.config.rootpath))
+        except ValueError:
+            return str(path)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+        """ORT's message or the comparison, without a traceback through the plugin."""
+        if isinstance(excinfo.value, (OnnxCaseError, ModelRunError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, None, str]:
+        return self.path, None, self.name
+
+
+def _model_file(folder: Path) -> Path | None:
+    return next((folder / name for name in MODEL_NAMES if (folder / name).is_file()), None)
+
+
+def _numbered(folder: Path, prefix: str, suffix: str = "") -> list[Path]:
+    """`prefix`_N entries of the folder in N order (10 after 9), as ONNX's runner reads them."""
+    pattern = re.compile(rf"{re.escape(prefix)}_(\d+){re.escape(suffix)}")
+    found = [(int(match[1]), path) for path in folder.iterdir() if (match := pattern.fullmatch(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def _graph_names(model: Path) -> tuple[list[str] | None, list[str] | None]:
+    """The graph's input names without initializers, and its output names (ONNX's backend convention).
+
+    Skips cases with sequence, optional or map values: onnxruntime-web's API takes and returns tensors only.
+    None for a .ort model (or one onnx cannot parse; ORT will say what is wrong with it).
+    """
+    import onnx
+
+    if model.suffix != ".onnx":
+        return None, None
+    try:
+        graph = onnx.load(str(model), load_external_data=False).graph
+    except Exception:
+        return None, None
+    for value in (*graph.input, *graph.output):
+        kind = value.type.WhichOneof("value")
+        if kind not in (None, "tensor_type"):
+            pytest.skip(f"{value.name!r} is a {kind.removesuffix('_type')} value: onnxruntime-web supports only "
+                        f"tensor inputs and outputs")
+    initializers = {tensor.name for tensor in graph.initializer}
+    return [value.name for value in graph.input if value.name not in initializers], [value.name for value in graph.output]
+
+
+def _read_pb(file: Path, shown: str) -> tuple[str, np.ndarray]:
+    """The tensor's name and value; any problem with the file is this data set's failure."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        tensor = onnx.TensorProto()
+        tensor.ParseFromString(file.read_bytes())
+        return tensor.name, numpy_helper.to_array(tensor)
+    except Exception as error:  # protobuf, numpy and OS errors alike mean an unreadable tensor
+        raise OnnxCaseError(f"cannot read the tensor in {shown}: {type(error).__name__}: {error}") from None

@@ -78,6 +78,30 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Adapter:
+    """The page's WebGPU adapter, as navigator.gpu.requestAdapter() describes it."""
+
+    vendor: str
+    architecture: str
+    device: str
+    description: str
+    is_fallback: bool  # a software adapter such as SwiftShader
+    shader_f16: bool  # without it, float16 models cannot run on WebGPU
+
+    @classmethod
+    def from_probe(cls, info: dict | None) -> "Adapter | None":
+        if not info:
+            return None
+        return cls(info["vendor"], info["architecture"], info["device"], info["description"],
+                   info["isFallbackAdapter"], info["shaderF16"])
+
+    def describe(self) -> str:
+        kind = "fallback adapter" if self.is_fallback else "hardware adapter"
+        f16 = "shader-f16" if self.shader_f16 else "no shader-f16"
+        return f"{self.vendor or '?'} {self.architecture or '?'} ({kind}, {f16})"
+
+
+@dataclass(frozen=True)
 class Environment:
     """Where a run happened, for reports and golden sidecars."""
 
@@ -86,7 +110,7 @@ class Environment:
     browser_version: str
     ort_web_version: str
     ort_web_bundle: str
-    adapter: dict | None = None
+    adapter: Adapter | None = None
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from . import golden_check
+from . import golden_check, images
 from . import placement as placement_log
 from . import provision, stats, transport
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .golden_check import GoldenPolicy, GoldenTarget
 from .page import HarnessPage, PageFailure
-from .results import Environment, Memory, Placement, RunResult, Transfer
+from .results import Adapter, Environment, Memory, Placement, RunResult, Transfer
 from .server import HarnessServer
 
 BUNDLES = {"all": "ort.all.min.mjs", "webgpu": "ort.webgpu.min.mjs"}
@@ -173,7 +173,7 @@ class EpBrowser:
             browser_version=self._browser.version,
             ort_web_version=self.page().info["ortVersion"],
             ort_web_bundle=self.bundle,
-            adapter=self.probe().get("adapter"),
+            adapter=Adapter.from_probe(self.probe().get("adapter")),
         )
 
     def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int) -> RunResult:
@@ -280,6 +280,11 @@ class BrowserML:
         """The EP of the running test, as given to --browser-ep (e.g. "webgpu" or "webnn:gpu")."""
         return self._ep_browser.ep.id
 
+    @property
+    def adapter(self) -> Adapter | None:
+        """The WebGPU adapter of this EP's page (None on EPs other than webgpu)."""
+        return self._ep_browser.environment().adapter
+
     def run(self, model: str | Path, inputs: Mapping[str, Any], *, warmup: int | None = None,
             iterations: int | None = None) -> RunResult:
         """Run `model` with `inputs` (name -> array) in the browser; outputs keep ORT's exact dtype and shape."""
@@ -291,6 +296,12 @@ class BrowserML:
             warmup=self._settings.warmup if warmup is None else warmup,
             iterations=self._settings.iterations if iterations is None else iterations,
         )
+
+    def image_input(self, path: str | Path, *, size: tuple[int, int] | None = None, layout: str = "NCHW",
+                    mean=None, std=None, dtype: str = "float32"):
+        """An image file as a batch-of-one input: RGB, resized to `size` (width, height), scaled to [0, 1],
+        then `(x - mean) / std` per channel; see images.py."""
+        return images.image_input(self.resolve(path), size=size, layout=layout, mean=mean, std=std, dtype=dtype)
 
     def assert_golden(self, result: RunResult, *, per_ep: bool = False) -> None:
         """Compare every output with the test's golden within its tolerance.
@@ -304,12 +315,12 @@ class BrowserML:
         golden_check.assert_golden(result, self._golden_target, self._golden_policy, per_ep=per_ep)
 
     def resolve(self, path: str | Path) -> Path:
-        """An absolute path, or one relative to the rootdir, else to the test file's folder."""
+        """A file given to run() or image_input(): absolute, or relative to the rootdir, else to the test's folder."""
         candidates = [Path(path)] if Path(path).is_absolute() else [root / path for root in self._roots]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate.resolve()
-        raise FileNotFoundError(f"model file not found: {path} (looked at {', '.join(map(str, candidates))})")
+        raise FileNotFoundError(f"file not found: {path} (looked at {', '.join(map(str, candidates))})")
 
 
 def _file_sha256(path: Path) -> str:

@@ -107,7 +107,7 @@ def test_a_failure_in_the_browser_fails_that_test_and_the_next_runs(project):
     result.assert_outcomes(failed=2, passed=1)
     result.stdout.fnmatch_lines([
         "*ModelRunError: *models/corrupt.onnx on wasm: onnxruntime-web failed: *",
-        "*FileNotFoundError: model file not found: models/nowhere.onnx (looked at *",
+        "*FileNotFoundError: file not found: models/nowhere.onnx (looked at *",
     ])
 
 
