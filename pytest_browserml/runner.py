@@ -9,6 +9,7 @@ test receives.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import itertools
 from collections.abc import Mapping
@@ -303,16 +304,18 @@ class BrowserML:
         then `(x - mean) / std` per channel; see images.py."""
         return images.image_input(self.resolve(path), size=size, layout=layout, mean=mean, std=std, dtype=dtype)
 
-    def assert_golden(self, result: RunResult, *, per_ep: bool = False) -> None:
+    def assert_golden(self, result: RunResult, *, per_ep: bool = False, name: str | None = None) -> None:
         """Compare every output with the test's golden within its tolerance.
 
         The default golden, `goldens/<module>/<test>.npz`, comes from native onnxruntime on
         the CPU and holds every EP to the model's true outputs. `per_ep=True` uses
         `<test>[<ep>].npz`, made from this EP's own outputs, to catch any change on one
         device (a driver, browser or ORT-web upgrade) with a near-exact tolerance.
+        `name` replaces the test name in the file name, e.g. to share one golden between tests.
         """
         __tracebackhide__ = True
-        golden_check.assert_golden(result, self._golden_target, self._golden_policy, per_ep=per_ep)
+        target = self._golden_target if name is None else dataclasses.replace(self._golden_target, test_name=name)
+        golden_check.assert_golden(result, target, self._golden_policy, per_ep=per_ep)
 
     def resolve(self, path: str | Path) -> Path:
         """A file given to run() or image_input(): absolute, or relative to the rootdir, else to the test's folder."""

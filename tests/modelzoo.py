@@ -10,7 +10,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 IR_VERSION = 8
-RNG = np.random.default_rng(20261121)
+
+
+def _rng() -> np.random.Generator:
+    """A fresh generator per model: the same weights whatever order models are built in."""
+    return np.random.default_rng(20261121)
 
 
 def _save(graph: onnx.GraphProto, path: Path, opset: int = OPSET, **save_kwargs) -> Path:
@@ -40,12 +44,12 @@ def identity(path: Path, elem_type: int = TensorProto.FLOAT, shape=("n",)) -> Pa
 
 
 def conv(path: Path, scale: float = 1.0, dilations: bool = True, relu: bool = True) -> Path:
-    """Conv 3->8 3x3 (+ Relu) on NCHW float32 [1, 3, 16, 16]; `scale` multiplies the weights (drift demos).
+    """Conv 3->8 3x3 (+ Relu) on NCHW float32 [1, 3, 16, 16]; `scale` multiplies all weights (drift demos).
 
     A lone Conv without `kernel_shape` and `dilations` is what ORT-web 1.30's JSEP WebGPU kernel rejects
     (fused with Relu it takes another path and works)."""
-    weights = (RNG.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.2 * scale).astype(np.float32)
-    bias = np.linspace(-0.1, 0.1, 8, dtype=np.float32)
+    weights = (_rng().standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.2 * scale).astype(np.float32)
+    bias = (np.linspace(-0.1, 0.1, 8) * scale).astype(np.float32)
     attributes = {"pads": [1, 1, 1, 1]}
     if dilations:
         attributes.update(kernel_shape=[3, 3], dilations=[1, 1])
@@ -65,7 +69,7 @@ def conv(path: Path, scale: float = 1.0, dilations: bool = True, relu: bool = Tr
 def matmul(path: Path, elem_type: int = TensorProto.FLOAT) -> Path:
     """y = x @ W (64x32) with a dynamic batch dimension; float32 or float16."""
     dtype = helper.tensor_dtype_to_np_dtype(elem_type)
-    weights = (RNG.standard_normal((64, 32)) * 0.1).astype(dtype)
+    weights = (_rng().standard_normal((64, 32)) * 0.1).astype(dtype)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul0")],
         "matmul",
@@ -78,7 +82,7 @@ def matmul(path: Path, elem_type: int = TensorProto.FLOAT) -> Path:
 
 def embedding(path: Path) -> Path:
     """Gather rows of a float table with int64 indices of dynamic shape, plus their int64 sum."""
-    table = RNG.standard_normal((10, 4)).astype(np.float32)
+    table = _rng().standard_normal((10, 4)).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0),
          helper.make_node("ReduceSum", ["ids"], ["total"], keepdims=0)],
@@ -120,7 +124,7 @@ def with_unsupported_webgpu_op(path: Path) -> Path:
 
 def external_data(path: Path) -> Path:
     """matmul whose weights live in `<name>.weights` beside the model."""
-    weights = (RNG.standard_normal((256, 64)) * 0.1).astype(np.float32)
+    weights = (_rng().standard_normal((256, 64)) * 0.1).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
         "external",

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_example_suite_is_green_on_every_ep(pytester):
     result = pytester.runpytest_subprocess(
-        str(ROOT / "examples"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+        str(ROOT / "examples"),
         "--browser-ep", "wasm", "--browser-ep", "webgpu", "--browser-ep", "webnn", "--browser-ep-strict", "-rx",
     )
     # float16 on a WebGPU adapter without shader-f16 is an expected failure, said so in the summary
