@@ -37,7 +37,8 @@ def test_weights_scaled_by_1_01_fail(browserml, conv_models):
     assert f"differ from the golden goldens/test_drift/conv.npz on {browserml.ep}" in text
     assert "diagnosis: scaled by 1.01" in text
     assert "note: the golden was made from a different model file" in text
-    obtained = [Path("goldens/test_drift/conv.obtained.npz"), Path("goldens/test_drift/conv.obtained.json")]
+    folder = Path(__file__).resolve().parents[1] / "goldens" / "test_drift"
+    obtained = [folder / "conv.obtained.npz", folder / "conv.obtained.json"]
     assert all(path.is_file() for path in obtained)  # for review; this demo cleans up after itself
     for path in obtained:
         path.unlink()

@@ -1,0 +1,172 @@
+"""Goldens as users meet them: pytester runs on example projects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_browserml import goldens
+from tests import modelzoo
+
+TEST_FILE = """
+import numpy as np
+import pytest
+
+X = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+def test_add(browserml):
+    browserml.assert_golden(browserml.run("models/add.onnx", {"x": X}, warmup=0, iterations=1))
+"""
+GOLDEN = Path("goldens/test_model/test_add.npz")
+
+
+@pytest.fixture
+def project(pytester):
+    modelzoo.add(pytester.path / "models" / "add.onnx")
+    pytester.makepyfile(test_model=TEST_FILE)
+    return pytester
+
+
+def nudge(project, delta: float) -> None:
+    """Change the stored golden by `delta` at one element, keeping its sidecar."""
+    files = goldens.GoldenFiles(project.path / GOLDEN)
+    y = goldens.read_golden(files.npz)["y"].copy()
+    y[1, 2] += delta
+    goldens.write_golden(files, {"y": y}, goldens.read_sidecar(files.sidecar))
+
+
+def test_a_missing_golden_fails_with_its_path_and_the_flag(project):
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*no golden for this test: goldens/test_model/test_add.npz does not exist.*",
+        "*Create it with: pytest --update-goldens test_model.py::test_add?wasm?*",
+    ])
+    assert not (project.path / "goldens").exists()
+
+
+def test_update_writes_reports_and_passes_then_mismatch_writes_obtained(project):
+    result = project.runpytest_subprocess("--update-goldens")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*browserml goldens*", "written goldens/test_model/test_add.npz: y: new"])
+    sidecar = goldens.read_sidecar(project.path / "goldens/test_model/test_add.json")
+    assert sidecar["kind"] == "reference" and sidecar["made_by"]["reference"].startswith("onnxruntime ")
+    assert sidecar["inputs"]["x"]["shape"] == [2, 3]
+
+    project.runpytest_subprocess().assert_outcomes(passed=1)
+
+    nudge(project, 0.5)
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*1 of 1 outputs differ from the golden goldens/test_model/test_add.npz on wasm (made by onnxruntime *",
+        "*output 'y': 1 of 6 elements (16.67%) out of tolerance; shape (2, 3), dtype float32*",
+        "*tolerance: atol=0.0001, rtol=0.0001 (atol, rtol from built-in default ?wasm float32?)*",
+        "*max abs error 0.5*",
+        "*(1, 2)*10*10.5*-0.5*",
+        "*obtained outputs written to goldens/test_model/test_add.obtained.npz*",
+        "*if this change is intended, run: pytest --update-goldens test_model.py::test_add?wasm?*",
+    ])
+    obtained = goldens.read_golden(project.path / "goldens/test_model/test_add.obtained.npz")
+    assert obtained["y"][1, 2] == 10.0
+
+    result = project.runpytest_subprocess("--update-goldens")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["written goldens/test_model/test_add.npz: y: max abs change 0.5"])
+    project.runpytest_subprocess().assert_outcomes(passed=1)
+    assert not (project.path / "goldens/test_model/test_add.obtained.npz").exists()
+
+
+def test_update_missing_writes_only_missing_goldens(project):
+    project.runpytest_subprocess("--update-goldens=missing").assert_outcomes(passed=1)
+    nudge(project, 0.5)
+    result = project.runpytest_subprocess("--update-goldens=missing")
+    result.assert_outcomes(failed=1)  # the existing golden was kept, and still differs
+    assert goldens.read_golden(project.path / GOLDEN)["y"][1, 2] == 10.5
+
+
+def test_unused_goldens_are_listed_only_for_the_whole_suite_and_deleted_on_request(project):
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=1)
+    stale = goldens.GoldenFiles(project.path / "goldens/test_model/test_renamed.npz")
+    goldens.write_golden(stale, {"y": np.zeros(3, np.float32)}, {})
+    result = project.runpytest_subprocess()
+    result.stdout.fnmatch_lines([
+        "unused golden (no test used it): goldens/test_model/test_renamed.npz",
+        "delete them with --delete-unused-goldens",
+    ])
+    assert "unused golden" not in project.runpytest_subprocess("-k", "add").stdout.str()
+    result = project.runpytest_subprocess("--delete-unused-goldens")
+    result.stdout.fnmatch_lines(["deleted unused golden goldens/test_model/test_renamed.npz"])
+    assert not stale.npz.exists() and not stale.sidecar.exists()
+    assert (project.path / GOLDEN).exists()
+
+
+def test_tolerance_resolution_order_and_the_message_says_where_it_came_from(project):
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=1)
+    nudge(project, 5e-3)
+    project.runpytest_subprocess().assert_outcomes(failed=1)  # built-in: atol 1e-4
+
+    project.makepyprojecttoml("[tool.browserml.tolerance]\natol = 1e-2\n")
+    project.runpytest_subprocess().assert_outcomes(passed=1)  # the project's default
+
+    project.makepyfile(test_model=TEST_FILE.replace("def test_add", "@pytest.mark.tolerance(atol=1e-3, rtol=0)\ndef test_add"))
+    result = project.runpytest_subprocess()  # the marker beats the project
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tolerance: atol=0.001, rtol=0 (atol, rtol from marker on test_add?wasm?)*"])
+
+    project.makepyfile(test_model=TEST_FILE.replace(
+        "def test_add", "@pytest.mark.tolerance(atol=1e-3, rtol=0, outputs={'y': {'atol': 1e-2}})\ndef test_add"))
+    project.runpytest_subprocess().assert_outcomes(passed=1)  # per output beats the test's general setting
+
+
+def test_a_bad_tolerance_setting_names_itself_and_where_it_is(project):
+    project.makepyprojecttoml("[tool.browserml.tolerance]\natoll = 1e-2\n")
+    result = project.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown tolerance setting 'atoll' in [[]tool.browserml.tolerance[]]*pyproject.toml*"])
+
+
+def test_per_ep_goldens_are_one_per_ep(project):
+    project.makepyfile(test_model=TEST_FILE.replace("iterations=1))", "iterations=1), per_ep=True)"))
+    args = ("--browser-ep", "wasm", "--browser-ep", "webgpu")
+    result = project.runpytest_subprocess(*args, "--update-goldens")
+    result.assert_outcomes(passed=2)
+    assert {path.name for path in (project.path / "goldens/test_model").glob("*.npz")} == {
+        "test_add[wasm].npz", "test_add[webgpu].npz"}
+    sidecar = goldens.read_sidecar(project.path / "goldens/test_model/test_add[webgpu].json")
+    assert sidecar["kind"] == "per-EP" and sidecar["made_by"]["ep"] == "webgpu"
+    assert "swiftshader" in sidecar["made_by"]["adapter"] or sidecar["made_by"]["adapter"]
+    files = goldens.GoldenFiles(project.path / "goldens/test_model/test_add[webgpu].npz")
+    y = goldens.read_golden(files.npz)["y"].copy()
+    y[0, 0] = np.nextafter(y[0, 0], np.float32(1))  # 1 ULP: within the per-EP budget of 2
+    goldens.write_golden(files, {"y": y}, goldens.read_sidecar(files.sidecar))
+    project.runpytest_subprocess(*args).assert_outcomes(passed=2)
+    y[0, 0] += 1e-3
+    goldens.write_golden(files, {"y": y}, goldens.read_sidecar(files.sidecar))
+    result = project.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*ulp=2 (atol, rtol, ulp from built-in default for per-EP goldens)*"])
+
+
+def test_under_xdist_workers_write_goldens_and_the_controller_reports_them(project):
+    project.makepyfile(test_model=TEST_FILE + """
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+def test_scaled(browserml, scale):
+    browserml.assert_golden(browserml.run("models/add.onnx", {"x": X * scale}, warmup=0, iterations=1))
+
+def test_shared_golden(browserml):
+    browserml.assert_golden(browserml.run("models/add.onnx", {"x": X}, warmup=0, iterations=1), name="shared")
+
+def test_shared_golden_too(browserml):
+    browserml.assert_golden(browserml.run("models/add.onnx", {"x": X}, warmup=0, iterations=1), name="shared")
+""")
+    result = project.runpytest_subprocess("-n", "2", "--update-goldens")
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines_random([f"written goldens/test_model/test_scaled?{scale}?.npz: y: new" for scale in (1, 2, 3, 4)])
+    for path in (project.path / "goldens/test_model").glob("*.npz"):
+        goldens.read_golden(path)  # every file complete
+    assert not list((project.path / "goldens").rglob("*.tmp"))
+    project.runpytest_subprocess("-n", "2").assert_outcomes(passed=7)
