@@ -24,6 +24,7 @@ QUIET_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    "--enable-precise-memory-info",  # performance.memory in bytes, not coarse buckets
 ]
 
 

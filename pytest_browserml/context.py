@@ -10,6 +10,7 @@ from .runner import EpBrowser, Runtime
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 PROJECT_TOLERANCE_KEY = pytest.StashKey[tuple]()  # ToleranceLayer from pyproject.toml, or ()
+PROJECT_BUDGET_KEY = pytest.StashKey[tuple]()  # BudgetLayer from pyproject.toml, or ()
 
 
 def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider) -> EpBrowser:

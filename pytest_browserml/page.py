@@ -9,13 +9,12 @@ opens a new one.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 from collections import deque
 
 from playwright.sync_api import Error as PlaywrightError
 
+from .processes import BrowserProcesses
 from .server import HarnessServer
 
 CONSOLE_KEPT = 200
@@ -36,17 +35,13 @@ class HarnessPage:
         self.page.on("crash", self._on_crash)
         self.page.goto(server.url("index.html"))
         self.page.wait_for_function("() => window.browserml", timeout=timeout_s * 1000)
-        self._renderer_pids = [
-            process["id"]
-            for process in browser.new_browser_cdp_session().send("SystemInfo.getProcessInfo")["processInfo"]
-            if process["type"] == "renderer"
-        ]
+        self.processes = BrowserProcesses.of(browser)
         self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/")})
 
     def call(self, function: str, arg: dict, timeout_s: float | None = None) -> dict:
         """Await `browserml.<function>(arg)` in the page and return its (JSON) result."""
         timeout_s = timeout_s or self.timeout_s
-        watchdog = threading.Timer(timeout_s, self._kill_renderer)
+        watchdog = threading.Timer(timeout_s, self._time_out)
         watchdog.start()
         try:
             return self.page.evaluate(f"arg => window.browserml.{function}(arg)", arg)
@@ -76,13 +71,9 @@ class HarnessPage:
         except PlaywrightError:
             pass
 
-    def _kill_renderer(self) -> None:
+    def _time_out(self) -> None:
         self.timed_out = True
-        for pid in self._renderer_pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self.processes.kill_renderers()
 
     def _on_console(self, message) -> None:
         if message.type in ("error", "warning"):

@@ -10,7 +10,9 @@ from . import onnx_suite, provision
 from .browser import BrowserSetupError, ExecutionProvider
 from .golden_check import UPDATE_MODES, GoldenPolicy, GoldenRecord, GoldenTarget
 from .golden_report import GoldenLedger
-from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
+from .budgets import BudgetError, BudgetLayer
+from .budgets import resolve as resolve_budgets
+from .context import PROJECT_BUDGET_KEY, PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .runner import BrowserML, Runtime, Settings
 from .tolerances import ToleranceError, ToleranceLayer
 
@@ -42,6 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the goldens of the tests that run: all of them (default) or only the missing ones")
     group.addoption("--delete-unused-goldens", action="store_true",
                     help="delete goldens that no test used (only when the whole suite ran)")
+    option("--budget-scale", "browserml_budget_scale", "multiply every time budget by this factor "
+           "(for slower machines)", default="1")
     parser.addini("browserml_timeout", "seconds one model run may take before the page is replaced", default="300")
     parser.addini("browserml_auto_install", "fetch onnxruntime-web and the pinned Chromium when missing",
                   type="bool", default=True)
@@ -68,13 +72,14 @@ def settings_from(config: pytest.Config) -> Settings:
             auto_install=config.getini("browserml_auto_install"),
             warmup=_positive_number(config, "browserml_warmup", int, allow_zero=True),
             iterations=_positive_number(config, "browserml_iterations", int, allow_zero=True),
+            budget_scale=_positive_number(config, "browserml_budget_scale", float, option=True),
         )
     except BrowserSetupError as error:
         raise pytest.UsageError(str(error)) from None
 
 
-def _positive_number(config, name, kind, allow_zero=False):
-    text = config.getini(name)
+def _positive_number(config, name, kind, allow_zero=False, option=False):
+    text = _setting(config, name) if option else config.getini(name)
     try:
         value = kind(text)
     except ValueError:
@@ -89,12 +94,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "browser_ep(*eps): run this test only on these EPs (of those given by --browser-ep)"
     )
     config.addinivalue_line(
+        "markers", "budget(**limits): latency, memory and placement limits of each browserml.run, e.g. "
+                   "latency_p95='40 ms', wasm_memory='256 MB', max_fallback_nodes=0, and EP sections webgpu={...}"
+    )
+    config.addinivalue_line(
         "markers", "tolerance(**settings): how close each output must be to its golden; "
                    "fields atol, rtol, ulp, cosine, topk, mismatch_fraction, nan_equal, exact, "
                    "sections per EP (webgpu={...}), dtype (float16={...}) and output (outputs={name: {...}})"
     )
     config.stash[RUNTIME_KEY] = Runtime(settings_from(config))
-    config.stash[PROJECT_TOLERANCE_KEY] = _project_tolerance(config)
+    config.stash[PROJECT_TOLERANCE_KEY], config.stash[PROJECT_BUDGET_KEY] = _project_layers(config)
     ledger = GoldenLedger(golden_dir=_golden_dir(config), eps=tuple(ep.id for ep in config.stash[RUNTIME_KEY].settings.eps),
                           property_name=GOLDEN_PROPERTY)
     config.pluginmanager.register(ledger, "browserml-goldens")
@@ -104,17 +113,21 @@ def _golden_dir(config: pytest.Config) -> Path:
     return config.rootpath / _setting(config, "browserml_golden_dir")
 
 
-def _project_tolerance(config: pytest.Config) -> tuple[ToleranceLayer, ...]:
-    """`[tool.browserml.tolerance]` of the rootdir's pyproject.toml, as a tolerance layer."""
+def _project_layers(config: pytest.Config) -> tuple[tuple[ToleranceLayer, ...], tuple[BudgetLayer, ...]]:
+    """`[tool.browserml.tolerance]` and `[tool.browserml.budget]` of the rootdir's pyproject.toml."""
     import tomllib
 
     path = config.rootpath / "pyproject.toml"
     if not path.is_file():
-        return ()
+        return (), ()
     try:
-        settings = tomllib.loads(path.read_text()).get("tool", {}).get("browserml", {}).get("tolerance")
-        return (ToleranceLayer(f"[tool.browserml.tolerance] in {path}", settings),) if settings else ()
-    except (tomllib.TOMLDecodeError, ToleranceError) as error:
+        project = tomllib.loads(path.read_text()).get("tool", {}).get("browserml", {})
+        tolerance, budget = project.get("tolerance"), project.get("budget")
+        return (
+            (ToleranceLayer(f"[tool.browserml.tolerance] in {path}", tolerance),) if tolerance else (),
+            (BudgetLayer(f"[tool.browserml.budget] in {path}", budget),) if budget else (),
+        )
+    except (tomllib.TOMLDecodeError, ToleranceError, BudgetError) as error:
         raise pytest.UsageError(f"{path}: {error}") from None
 
 
@@ -150,7 +163,20 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     ep: ExecutionProvider = request.param
     ep_browser = usable_ep_browser(request.config, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
-    return BrowserML(ep_browser, runtime.settings, roots, _golden_target(request, ep), _golden_policy(request))
+    return BrowserML(ep_browser, runtime.settings, roots, _golden_target(request, ep), _golden_policy(request),
+                     _budgets(request, ep))
+
+
+def _budgets(request: pytest.FixtureRequest, ep: ExecutionProvider) -> dict:
+    layers = request.config.stash[PROJECT_BUDGET_KEY]
+    try:
+        if marker := request.node.get_closest_marker("budget"):
+            if marker.args:
+                raise BudgetError(f"@pytest.mark.budget on {request.node.originalname} takes keyword arguments only")
+            layers = (*layers, BudgetLayer(f"marker on {request.node.originalname}", marker.kwargs))
+    except BudgetError as error:
+        pytest.fail(str(error), pytrace=False)
+    return resolve_budgets(layers, ep.id)
 
 
 def _golden_target(request: pytest.FixtureRequest, ep: ExecutionProvider) -> GoldenTarget:
@@ -170,9 +196,9 @@ def _golden_policy(request: pytest.FixtureRequest) -> GoldenPolicy:
     layers = request.config.stash[PROJECT_TOLERANCE_KEY]
     if marker := request.node.get_closest_marker("tolerance"):
         if marker.args:
-            pytest.fail(f"@pytest.mark.tolerance on {request.node.name} takes keyword arguments only", pytrace=False)
+            pytest.fail(f"@pytest.mark.tolerance on {request.node.originalname} takes keyword arguments only", pytrace=False)
         try:
-            layers = (*layers, ToleranceLayer(f"marker on {request.node.name}", marker.kwargs))
+            layers = (*layers, ToleranceLayer(f"marker on {request.node.originalname}", marker.kwargs))
         except ToleranceError as error:
             pytest.fail(str(error), pytrace=False)
     node = request.node

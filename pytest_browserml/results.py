@@ -41,8 +41,8 @@ class Memory:
 
     wasm: int | None  # ORT's wasm linear memory (it only grows, so its size is its peak)
     gpu_buffers: int | None  # live bytes of buffers created through the page's WebGPU device
-    js_heap: int | None  # used JS heap of the page
-    process: int | None = None  # RSS of the browser processes serving the page
+    js_heap: int | None  # used JS heap of the page after the run (performance.memory)
+    process: int | None = None  # peak RSS during the run, summed over the browser's processes (local browsers)
 
 
 @dataclass(frozen=True)

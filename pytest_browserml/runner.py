@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from . import golden_check, images
+from . import budgets, golden_check, images
 from . import placement as placement_log
 from . import provision, stats, transport
+from .budgets import Budget
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .golden_check import GoldenPolicy, GoldenTarget
 from .page import HarnessPage, PageFailure
@@ -49,6 +50,7 @@ class Settings:
     auto_install: bool
     warmup: int
     iterations: int
+    budget_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ class EpBrowser:
             request["inputUrl"] = server.offer(parts)
         page = self.page()
         page.new_console_lines()  # what earlier runs left behind is not this run's
+        page.processes.reset_peak_rss()
         try:
             answer = page.call("run", request)
         except PageFailure as failure:
@@ -245,7 +248,7 @@ class EpBrowser:
                 session_cached=answer["cached"],
             ),
             memory=Memory(wasm=memory["wasm"], gpu_buffers=memory["gpuBuffers"] if self.ep.name == "webgpu" else None,
-                          js_heap=memory["jsHeap"]),
+                          js_heap=memory["jsHeap"], process=page.processes.peak_rss()),
             placement=placement,
             environment=self.environment(),
             transfer=Transfer(input_bytes=input_bytes, input_ms=answer["transfer"]["inputMs"],
@@ -269,12 +272,14 @@ class BrowserML:
     """The `browserml` fixture: run models on the EP of the running test."""
 
     def __init__(self, ep_browser: EpBrowser, settings: Settings, roots: tuple[Path, ...],
-                 golden_target: GoldenTarget | None = None, golden_policy: GoldenPolicy | None = None):
+                 golden_target: GoldenTarget | None = None, golden_policy: GoldenPolicy | None = None,
+                 budgets: Mapping[str, Budget] | None = None):
         self._ep_browser = ep_browser
         self._settings = settings
         self._roots = roots
         self._golden_target = golden_target
         self._golden_policy = golden_policy
+        self._budgets = budgets or {}
 
     @property
     def ep(self) -> str:
@@ -288,15 +293,22 @@ class BrowserML:
 
     def run(self, model: str | Path, inputs: Mapping[str, Any], *, warmup: int | None = None,
             iterations: int | None = None) -> RunResult:
-        """Run `model` with `inputs` (name -> array) in the browser; outputs keep ORT's exact dtype and shape."""
+        """Run `model` with `inputs` (name -> array) in the browser; outputs keep ORT's exact dtype and shape.
+
+        The test's budgets (marker and project) apply to every run: one exceeded fails the test.
+        """
         __tracebackhide__ = True
         files = self._ep_browser.runtime.model_files(self.resolve(model))
-        return self._ep_browser.run(
+        result = self._ep_browser.run(
             files,
             inputs,
             warmup=self._settings.warmup if warmup is None else warmup,
             iterations=self._settings.iterations if iterations is None else iterations,
         )
+        exceeded = budgets.check(result, self._budgets, self._settings.budget_scale)
+        if exceeded:
+            raise budgets.BudgetExceeded(f"{result.model.name} on {result.ep} exceeded its budget:\n" + "\n".join(exceeded))
+        return result
 
     def image_input(self, path: str | Path, *, size: tuple[int, int] | None = None, layout: str = "NCHW",
                     mean=None, std=None, dtype: str = "float32"):
