@@ -10,13 +10,17 @@ from . import onnx_suite, provision
 from .browser import BrowserSetupError, ExecutionProvider
 from .golden_check import UPDATE_MODES, GoldenPolicy, GoldenRecord, GoldenTarget
 from .golden_report import GoldenLedger
-from .budgets import BudgetError, BudgetLayer
+from .run_ledger import RUN_PROPERTY, RunLedger, baseline_path
+from . import baselines
+from .baselines import BaselineError, CompareRule
+from .budgets import BudgetError, BudgetExceeded, BudgetLayer
 from .budgets import resolve as resolve_budgets
 from .context import PROJECT_BUDGET_KEY, PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .runner import BrowserML, Runtime, Settings
 from .tolerances import ToleranceError, ToleranceLayer
 
 GOLDEN_PROPERTY = "browserml_golden"
+BASELINE_KEY = pytest.StashKey[tuple | None]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +50,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="delete goldens that no test used (only when the whole suite ran)")
     option("--budget-scale", "browserml_budget_scale", "multiply every time budget by this factor "
            "(for slower machines)", default="1")
+    group.addoption("--budget-save", metavar="NAME", help="save the figures of every run as baseline NAME "
+                    "(.browserml/baselines/NAME.json under the rootdir)")
+    group.addoption("--budget-compare", metavar="NAME", help="fail runs whose figures regressed from baseline NAME")
+    group.addoption("--budget-compare-fail", metavar="FIGURE:PERCENT%", action="append", default=None,
+                    help="how much a figure may regress, e.g. p50:10% (repeatable; default p50:10%)")
+    group.addoption("--browserml-profile", action="store_true",
+                    help="profile every run with ORT (per node; per GPU kernel on WebGPU) and attach the slowest "
+                         "nodes to the test report")
     parser.addini("browserml_timeout", "seconds one model run may take before the page is replaced", default="300")
     parser.addini("browserml_auto_install", "fetch onnxruntime-web and the pinned Chromium when missing",
                   type="bool", default=True)
@@ -73,6 +85,7 @@ def settings_from(config: pytest.Config) -> Settings:
             warmup=_positive_number(config, "browserml_warmup", int, allow_zero=True),
             iterations=_positive_number(config, "browserml_iterations", int, allow_zero=True),
             budget_scale=_positive_number(config, "browserml_budget_scale", float, option=True),
+            profile=config.getoption("browserml_profile"),
         )
     except BrowserSetupError as error:
         raise pytest.UsageError(str(error)) from None
@@ -107,6 +120,20 @@ def pytest_configure(config: pytest.Config) -> None:
     ledger = GoldenLedger(golden_dir=_golden_dir(config), eps=tuple(ep.id for ep in config.stash[RUNTIME_KEY].settings.eps),
                           property_name=GOLDEN_PROPERTY)
     config.pluginmanager.register(ledger, "browserml-goldens")
+    save_as = config.getoption("budget_save")
+    config.pluginmanager.register(RunLedger(baseline_path(config, save_as) if save_as else None), "browserml-runs")
+    config.stash[BASELINE_KEY] = _baseline(config)
+
+
+def _baseline(config: pytest.Config) -> tuple[str, dict, list[CompareRule]] | None:
+    name = config.getoption("budget_compare")
+    if not name:
+        return None
+    try:
+        rules = [CompareRule.parse(text) for text in config.getoption("budget_compare_fail") or ["p50:10%"]]
+        return name, baselines.load(baseline_path(config, name)), rules
+    except BaselineError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def _golden_dir(config: pytest.Config) -> Path:
@@ -164,7 +191,30 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     ep_browser = usable_ep_browser(request.config, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
     return BrowserML(ep_browser, runtime.settings, roots, _golden_target(request, ep), _golden_policy(request),
-                     _budgets(request, ep))
+                     _budgets(request, ep), _on_result(request))
+
+
+def _on_result(request: pytest.FixtureRequest):
+    """Record each run's figures for the session's reports; hold them to --budget-compare's baseline."""
+    node, baseline = request.node, request.config.stash[BASELINE_KEY]
+    test = node.nodeid.partition("[")[0]
+
+    def on_result(result) -> None:
+        __tracebackhide__ = True
+        node.user_properties.append((RUN_PROPERTY, baselines.entry_of(test, result)))
+        if result.profile:
+            node.add_report_section("call", f"browserml profile of {result.model.name} on {result.ep}",
+                                    result.profile.format())
+        if baseline:
+            name, saved, rules = baseline
+            try:
+                regressions = baselines.compare(saved, name, test, result, rules)
+            except BaselineError as error:
+                pytest.fail(str(error), pytrace=False)
+            if regressions:
+                raise BudgetExceeded(f"{result.model.name} on {result.ep} regressed:\n" + "\n".join(regressions))
+
+    return on_result
 
 
 def _budgets(request: pytest.FixtureRequest, ep: ExecutionProvider) -> dict:

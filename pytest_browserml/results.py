@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .profile import Profile
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -126,3 +128,4 @@ class RunResult:
     environment: Environment
     transfer: Transfer
     log: tuple[str, ...] = field(default=(), repr=False)  # ORT's session-creation log (warnings and placement)
+    profile: Profile | None = field(default=None, repr=False)  # with --browserml-profile

@@ -12,7 +12,7 @@ import base64
 import dataclasses
 import hashlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import budgets, golden_check, images
+from . import profile as profiles
 from . import placement as placement_log
 from . import provision, stats, transport
 from .budgets import Budget
@@ -51,6 +52,7 @@ class Settings:
     warmup: int
     iterations: int
     budget_scale: float = 1.0
+    profile: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,14 +181,15 @@ class EpBrowser:
             adapter=Adapter.from_probe(self.probe().get("adapter")),
         )
 
-    def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int) -> RunResult:
+    def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int,
+            profile: bool = False) -> RunResult:
         __tracebackhide__ = True
         server = self.runtime.server
         specs, parts = transport.encode(feeds)
         input_bytes = sum(part.nbytes for part in parts)
         # WebNN builds a graph of static shapes: fix the model's symbolic dimensions from these inputs.
         free_dimensions = model.dimensions_of(specs) if self.ep.name == "webnn" else {}
-        session_key = f"{model.session_key}|{self.ep.id}|{free_dimensions}"
+        session_key = f"{model.session_key}|{self.ep.id}|{free_dimensions}" + ("|profile" if profile else "")
         request = {
             "sessionKey": session_key,
             "modelUrl": model.url,
@@ -197,6 +200,7 @@ class EpBrowser:
             "warmup": warmup,
             "iterations": iterations,
             "inlineLimit": INLINE_LIMIT,
+            "profile": profile,
             "outputUrl": server.mailbox(),
         }
         if input_bytes <= INLINE_LIMIT:
@@ -254,6 +258,7 @@ class EpBrowser:
             transfer=Transfer(input_bytes=input_bytes, input_ms=answer["transfer"]["inputMs"],
                               output_bytes=len(payload), output_ms=answer["transfer"]["outputMs"]),
             log=log,
+            profile=profiles.parse(answer["profile"]["events"], answer["profile"]["gpuKernels"]) if profile else None,
         )
 
     def _where(self, model: ModelFiles) -> str:
@@ -273,13 +278,14 @@ class BrowserML:
 
     def __init__(self, ep_browser: EpBrowser, settings: Settings, roots: tuple[Path, ...],
                  golden_target: GoldenTarget | None = None, golden_policy: GoldenPolicy | None = None,
-                 budgets: Mapping[str, Budget] | None = None):
+                 budgets: Mapping[str, Budget] | None = None, on_result: Callable[[RunResult], None] | None = None):
         self._ep_browser = ep_browser
         self._settings = settings
         self._roots = roots
         self._golden_target = golden_target
         self._golden_policy = golden_policy
         self._budgets = budgets or {}
+        self._on_result = on_result
 
     @property
     def ep(self) -> str:
@@ -304,7 +310,10 @@ class BrowserML:
             inputs,
             warmup=self._settings.warmup if warmup is None else warmup,
             iterations=self._settings.iterations if iterations is None else iterations,
+            profile=self._settings.profile,
         )
+        if self._on_result:
+            self._on_result(result)
         exceeded = budgets.check(result, self._budgets, self._settings.budget_scale)
         if exceeded:
             raise budgets.BudgetExceeded(f"{result.model.name} on {result.ep} exceeded its budget:\n" + "\n".join(exceeded))

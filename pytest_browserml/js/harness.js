@@ -167,6 +167,7 @@ function sessionOptions(request) {
   const options = { executionProviders: [ep], logSeverityLevel: 0, logVerbosityLevel: 0 };
   if (request.externalData.length) options.externalData = request.externalData;
   if (Object.keys(request.freeDimensions).length) options.freeDimensionOverrides = request.freeDimensions;
+  if (request.profile) options.enableProfiling = true;
   return options;
 }
 
@@ -194,10 +195,30 @@ function memoryPeaks() {
   };
 }
 
+// Profiling: ORT's per-node events (printed as JSON when profiling ends) and,
+// on JSEP WebGPU, per-kernel GPU times. A profiled session ends with its run.
+const gpuKernels = [];
+
+async function endProfiling(request, entry) {
+  const lines = [];
+  capture = lines;
+  try {
+    await entry.session.endProfiling();
+  } finally {
+    capture = null;
+  }
+  sessions.delete(request.sessionKey);
+  await entry.session.release();
+  return { events: lines, gpuKernels: gpuKernels.splice(0) };
+}
+
 export async function run(request) {
   let entry = sessions.get(request.sessionKey);
   const cached = Boolean(entry);
   try {
+    if (request.profile && request.ep.name === "webgpu" && ort.env.webgpu) {
+      ort.env.webgpu.profiling = { mode: "default", ondata: (kernel) => gpuKernels.push(kernel) };
+    }
     let started = performance.now();
     const feeds = await receiveFeeds(request);
     const inputMs = performance.now() - started;
@@ -221,11 +242,12 @@ export async function run(request) {
     started = performance.now();
     const sent = await sendOutputs(request, outputs);
     const outputMs = performance.now() - started;
+    const profile = request.profile ? await endProfiling(request, entry) : null;
     return {
       ok: true, cached, outputs: sent.specs, outputBase64: sent.base64, timesMs,
       createMs: entry.createMs, firstRunMs: entry.firstRunMs,
       log: cached ? null : entry.log, // Python keeps it per session
-      memory: memoryPeaks(), transfer: { inputMs, outputMs },
+      memory: memoryPeaks(), transfer: { inputMs, outputMs }, profile,
     };
   } catch (error) {
     return { ok: false, cached, error: String(error?.message ?? error), log: entry?.log ?? error?.browsermlLog ?? [] };
