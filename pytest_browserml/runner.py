@@ -340,7 +340,7 @@ class BrowserML:
 
     def resolve(self, path: str | Path) -> Path:
         """A file given to run() or image_input(): absolute, or relative to the rootdir, else to the test's folder."""
-        candidates = [Path(path)] if Path(path).is_absolute() else [root / path for root in self._roots]
+        candidates = [Path(path)] if Path(path).is_absolute() else list(dict.fromkeys(root / path for root in self._roots))
         for candidate in candidates:
             if candidate.is_file():
                 return candidate.resolve()

@@ -161,3 +161,17 @@ def endless_loop(path: Path) -> Path:
                      numpy_helper.from_array(np.array(True), "cond")],
     )
     return _save(graph, path)
+
+
+def big_weights(path: Path, megabytes: int = 100) -> Path:
+    """y = x @ W with W a float32 [N, N] initializer of about `megabytes` MB (1 MB = 10**6 bytes)."""
+    n = int((megabytes * 10**6 / 4) ** 0.5)
+    weights = np.full((n, n), 1e-3, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul0")],
+        "big_weights",
+        [_info("x", TensorProto.FLOAT, [1, n])],
+        [_info("y", TensorProto.FLOAT, [1, n])],
+        initializer=[numpy_helper.from_array(weights, "w")],
+    )
+    return _save(graph, path)
