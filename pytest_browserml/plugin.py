@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,9 @@ def pytest_configure(config: pytest.Config) -> None:
                    "latency_p95='40 ms', wasm_memory='256 MB', max_fallback_nodes=0, and EP sections webgpu={...}"
     )
     config.addinivalue_line(
+        "markers", "timed_runs(warmup=N, iterations=M): how often browserml.run runs the model by default in this test"
+    )
+    config.addinivalue_line(
         "markers", "tolerance(**settings): how close each output must be to its golden; "
                    "fields atol, rtol, ulp, cosine, topk, mismatch_fraction, nan_equal, exact, "
                    "sections per EP (webgpu={...}), dtype (float16={...}) and output (outputs={name: {...}})"
@@ -190,8 +194,21 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     ep: ExecutionProvider = request.param
     ep_browser = usable_ep_browser(request.config, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
-    return BrowserML(ep_browser, runtime.settings, roots, _golden_target(request, ep), _golden_policy(request),
-                     _budgets(request, ep), _on_result(request))
+    return BrowserML(ep_browser, _run_settings(request, runtime.settings), roots, _golden_target(request, ep),
+                     _golden_policy(request), _budgets(request, ep), _on_result(request))
+
+
+def _run_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The ini's warm-up and timed runs, or the test's @pytest.mark.timed_runs(...)."""
+    marker = request.node.get_closest_marker("timed_runs")
+    if marker is None:
+        return settings
+    counts = {"warmup": settings.warmup, "iterations": settings.iterations, **marker.kwargs}
+    if marker.args or set(counts) != {"warmup", "iterations"} or not all(
+            isinstance(value, int) and value >= 0 for value in counts.values()):
+        pytest.fail(f"@pytest.mark.timed_runs on {request.node.originalname}: expected warmup=N and/or "
+                    f"iterations=N, whole numbers >= 0; got {marker.args or ''}{marker.kwargs}", pytrace=False)
+    return dataclasses.replace(settings, **counts)
 
 
 def _on_result(request: pytest.FixtureRequest):

@@ -83,3 +83,24 @@ def test_profile_is_attached_to_the_report(project):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*browserml profile of add.onnx on wasm*", "node * op * provider * calls * total ms",
                                  "* Add * CPUExecutionProvider * 7 *"])
+
+
+def test_timed_runs_marker_sets_the_number_of_runs(project):
+    project.makepyfile(test_model="""
+        import numpy as np
+        import pytest
+
+        @pytest.mark.timed_runs(iterations=30)
+        def test_thirty(browserml):
+            assert browserml.run("models/add.onnx", {"x": np.ones((2, 3), np.float32)}).latency.rounds == 30
+
+        def test_default(browserml):
+            assert browserml.run("models/add.onnx", {"x": np.ones((2, 3), np.float32)}).latency.rounds == 5
+
+        @pytest.mark.timed_runs(iterations=-1)
+        def test_bad(browserml):
+            pass
+    """)
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.timed_runs on test_bad: expected warmup=N and/or iterations=N*"])

@@ -133,3 +133,20 @@ def test_missing_downloads_say_which_command_fixes_them(project, tmp_path, monke
     result = project.runpytest_subprocess("--browser-ep", "wasm")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*onnxruntime-web 1.30.0 is not in the cache*Run `browserml install*"])
+
+
+def test_a_renderer_killed_mid_run_fails_that_test_and_the_next_gets_a_fresh_page(project):
+    modelzoo.endless_loop(project.path / "models" / "endless.onnx")
+    project.makepyfile(test_model=textwrap.dedent("""
+        import threading
+        import numpy as np
+
+        def test_killed(browserml):
+            page = browserml._ep_browser.page()
+            threading.Timer(2.0, page.processes.kill_renderers).start()
+            browserml.run("models/endless.onnx", {"x": np.ones(1, np.float32)}, warmup=0, iterations=1)
+    """) + ADD_TEST)
+    result = project.runpytest_subprocess("--browser-ep", "wasm")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*models/endless.onnx on wasm: the page crashed (renderer killed or out of memory)*"
+                                 "it was replaced*"])
