@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,10 @@ class GoldenTarget:
     nodeid: str
     rootdir: Path
 
+    @property
+    def nodeid_without_ep(self) -> str:
+        return f"{self.nodeid.split('[')[0].rpartition('::')[0]}::{self.test_name}"
+
     def files(self, ep: str | None) -> goldens.GoldenFiles:
         return goldens.GoldenFiles.for_test(self.golden_dir, self.module_stem, self.test_name, ep)
 
@@ -63,44 +67,54 @@ class GoldenRecord:
     """What one assert_golden did; travels to the xdist controller in the test report."""
 
     path: str
-    written: bool
+    ep: str
+    written: bool = False
     changes: tuple[str, ...] = ()
+    comparisons: tuple[OutputComparison, ...] = ()
+    obtained: str | None = None  # the obtained file, written on a mismatch
 
     def to_json(self) -> dict:
-        return {"path": self.path, "written": self.written, "changes": list(self.changes)}
+        return {
+            "path": self.path, "ep": self.ep, "written": self.written, "changes": list(self.changes),
+            "obtained": self.obtained,
+            "outputs": [{"name": c.name, "passed": c.passed, "shape": list(c.shape), "dtype": c.dtype,
+                         "max_abs_error": c.max_abs_error, "max_ulp": c.max_ulp,
+                         "mismatched_percent": c.mismatched_percent, "diagnosis": c.diagnosis,
+                         "tolerance": c.tolerance.describe()} for c in self.comparisons],
+        }
 
 
 def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy, *, per_ep: bool) -> None:
     __tracebackhide__ = True
     files = target.files(result.ep if per_ep else None)
     layers = [SAME_DEVICE if per_ep else BUILTIN, *policy.layers]
-    update, record = policy.update, policy.record
+    record = GoldenRecord(str(files.npz), result.ep)
     exists = files.npz.exists()
-    if update == "all" or (update == "missing" and not exists):
+    if policy.update == "all" or (policy.update == "missing" and not exists):
         wanted = dict(result.outputs) if per_ep else reference.outputs(result.model, result.inputs)
         old = _readable_or_none(files.npz) if exists else None
         found = goldens.changes(old, wanted)
-        changed = old is None or any(change.kind != "unchanged" for change in found)
-        if changed:
+        if old is None or any(change.kind != "unchanged" for change in found):
             goldens.write_golden(files, wanted, _metadata(result, target, wanted, per_ep, layers))
-        record(GoldenRecord(str(files.npz), changed, tuple(change.describe() for change in found if changed)))
+            record = replace(record, written=True, changes=tuple(change.describe() for change in found))
     elif not exists:
-        record(GoldenRecord(str(files.npz), False))
+        policy.record(record)
         raise GoldenMismatch(
             f"no golden for this test: {target.show(files.npz)} does not exist.\n"
             f"Create it with: pytest --update-goldens {target.nodeid}  (then review and commit it)"
         )
-    else:
-        record(GoldenRecord(str(files.npz), False))
     expected = goldens.read_golden(files.npz)
     comparisons = compare_outputs(
         result.outputs, expected,
         lambda name, dtype: resolve(layers, ep=result.ep, dtype=dtype, output=name),
     )
+    record = replace(record, comparisons=tuple(comparisons))
     if all(comparison.passed for comparison in comparisons):
         goldens.remove_obtained(files)
+        policy.record(record)
         return
     goldens.write_obtained(files, result.outputs, _metadata(result, target, result.outputs, per_ep, layers))
+    policy.record(replace(record, obtained=str(files.obtained)))
     raise GoldenMismatch(_mismatch_text(result, target, files, comparisons))
 
 

@@ -11,7 +11,7 @@ from . import onnx_suite, provision
 from .browser import BrowserSetupError, ExecutionProvider
 from .golden_check import UPDATE_MODES, GoldenPolicy, GoldenRecord, GoldenTarget
 from .golden_report import GoldenLedger
-from .run_ledger import RUN_PROPERTY, RunLedger, baseline_path
+from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, ReportLedger
 from . import baselines
 from .baselines import BaselineError, CompareRule
 from .budgets import BudgetError, BudgetExceeded, BudgetLayer
@@ -20,7 +20,6 @@ from .context import PROJECT_BUDGET_KEY, PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usa
 from .runner import BrowserML, Runtime, Settings
 from .tolerances import ToleranceError, ToleranceLayer
 
-GOLDEN_PROPERTY = "browserml_golden"
 BASELINE_KEY = pytest.StashKey[tuple | None]()
 
 
@@ -59,6 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--browserml-profile", action="store_true",
                     help="profile every run with ORT (per node; per GPU kernel on WebGPU) and attach the slowest "
                          "nodes to the test report")
+    option("--browserml-report", "browserml_report", "write a JSON report of every test x EP with all figures "
+           "(schema: pytest_browserml/report.schema.json)")
+    option("--browserml-html", "browserml_html", "write a self-contained HTML report: the test x EP matrix, "
+           "failures with error statistics and pictures, latency per EP")
     parser.addini("browserml_timeout", "seconds one model run may take before the page is replaced", default="300")
     parser.addini("browserml_auto_install", "fetch onnxruntime-web and the pinned Chromium when missing",
                   type="bool", default=True)
@@ -125,8 +128,18 @@ def pytest_configure(config: pytest.Config) -> None:
                           property_name=GOLDEN_PROPERTY)
     config.pluginmanager.register(ledger, "browserml-goldens")
     save_as = config.getoption("budget_save")
-    config.pluginmanager.register(RunLedger(baseline_path(config, save_as) if save_as else None), "browserml-runs")
+    json_path, html_path = _setting(config, "browserml_report"), _setting(config, "browserml_html")
+    config.pluginmanager.register(ReportLedger(
+        json_path=Path(json_path) if json_path else None,
+        html_path=Path(html_path) if html_path else None,
+        save_as=_baseline_path(config, save_as) if save_as else None,
+        rootdir=config.rootpath,
+    ), "browserml-reports")
     config.stash[BASELINE_KEY] = _baseline(config)
+
+
+def _baseline_path(config: pytest.Config, name: str) -> Path:
+    return config.rootpath / ".browserml" / "baselines" / f"{name}.json"
 
 
 def _baseline(config: pytest.Config) -> tuple[str, dict, list[CompareRule]] | None:
@@ -135,7 +148,7 @@ def _baseline(config: pytest.Config) -> tuple[str, dict, list[CompareRule]] | No
         return None
     try:
         rules = [CompareRule.parse(text) for text in config.getoption("budget_compare_fail") or ["p50:10%"]]
-        return name, baselines.load(baseline_path(config, name)), rules
+        return name, baselines.load(_baseline_path(config, name)), rules
     except BaselineError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -192,10 +205,12 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     """Runs models in a real browser on the EP of this test (one test per --browser-ep)."""
     runtime = request.config.stash[RUNTIME_KEY]
     ep: ExecutionProvider = request.param
+    target = _golden_target(request, ep)
+    request.node.user_properties += [(EP_PROPERTY, ep.id), (TEST_PROPERTY, target.nodeid_without_ep)]
     ep_browser = usable_ep_browser(request.config, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
-    return BrowserML(ep_browser, _run_settings(request, runtime.settings), roots, _golden_target(request, ep),
-                     _golden_policy(request), _budgets(request, ep), _on_result(request))
+    return BrowserML(ep_browser, _run_settings(request, runtime.settings), roots, target,
+                     _golden_policy(request), _budgets(request, ep), _on_result(request, target.nodeid_without_ep))
 
 
 def _run_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
@@ -211,14 +226,20 @@ def _run_settings(request: pytest.FixtureRequest, settings: Settings) -> Setting
     return dataclasses.replace(settings, **counts)
 
 
-def _on_result(request: pytest.FixtureRequest):
+def _on_result(request: pytest.FixtureRequest, test: str):
     """Record each run's figures for the session's reports; hold them to --budget-compare's baseline."""
     node, baseline = request.node, request.config.stash[BASELINE_KEY]
-    test = node.nodeid.partition("[")[0]
 
     def on_result(result) -> None:
         __tracebackhide__ = True
-        node.user_properties.append((RUN_PROPERTY, baselines.entry_of(test, result)))
+        entry = baselines.entry_of(test, result)
+        node.user_properties += [
+            (RUN_PROPERTY, {**entry, "model": str(result.model), "fallback_nodes": result.placement.fallback_count,
+                            "nodes_per_provider": result.placement.nodes_per_provider}),
+            # flat figures for JUnit XML's <properties>, which CI dashboards read
+            *((f"browserml_{name}", value) for name, value in entry["figures"].items()),
+            ("browserml_fallback_nodes", result.placement.fallback_count),
+        ]
         if result.profile:
             node.add_report_section("call", f"browserml profile of {result.model.name} on {result.ep}",
                                     result.profile.format())

@@ -1,0 +1,201 @@
+"""What people read after a run: the test x EP table, the JSON report, the CI summaries.
+
+Every `browserml` test carries its EP, its runs' figures and its golden
+comparisons in its report's user properties; under pytest-xdist those travel
+to the controller, so this ledger (a pytest plugin) sees every worker's tests.
+At the end it prints one table, writes `--browserml-report` (JSON, schema in
+report.schema.json), `--browserml-html`, appends Markdown to
+`$GITHUB_STEP_SUMMARY`, and saves `--budget-save`'s baseline.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import baselines
+from .budgets import format_value
+
+EP_PROPERTY = "browserml_ep"
+TEST_PROPERTY = "browserml_test"
+RUN_PROPERTY = "browserml_run"
+GOLDEN_PROPERTY = "browserml_golden"
+REPORT_VERSION = 1
+SCHEMA = Path(__file__).with_name("report.schema.json")
+
+
+@dataclass
+class TestRow:
+    """One test on one EP."""
+
+    nodeid: str
+    test: str  # without the EP id
+    ep: str
+    verdict: str = "passed"  # passed, failed, error, skipped, xfailed, xpassed
+    duration_s: float = 0.0
+    message: str | None = None
+    runs: list[dict] = field(default_factory=list)
+    goldens: list[dict] = field(default_factory=list)
+
+    @property
+    def worst_abs(self) -> float | None:
+        return _max(o["max_abs_error"] for g in self.goldens for o in g["outputs"])
+
+    @property
+    def worst_ulp(self) -> float | None:
+        return _max(o["max_ulp"] for g in self.goldens for o in g["outputs"])
+
+    @property
+    def p50_ms(self) -> float | None:
+        return _max(run["figures"].get("latency_p50") for run in self.runs)
+
+    @property
+    def peak_memory(self) -> float | None:
+        """The EP's own memory: GPU buffers on webgpu, the wasm heap elsewhere."""
+        figure = "gpu_memory" if self.ep.startswith("webgpu") else "wasm_memory"
+        return _max(run["figures"].get(figure) for run in self.runs)
+
+    @property
+    def fallback_nodes(self) -> int | None:
+        return _max(run.get("fallback_nodes") for run in self.runs)
+
+    def to_json(self) -> dict:
+        return _finite(asdict(self))
+
+
+def ep_of(report: pytest.TestReport) -> str | None:
+    return next((value for key, value in report.user_properties if key == EP_PROPERTY), None)
+
+
+@dataclass(eq=False)  # registered as a plugin: hashed by identity
+class ReportLedger:
+    json_path: Path | None
+    html_path: Path | None
+    save_as: Path | None  # --budget-save's baseline file
+    rootdir: Path
+    rows: dict[str, TestRow] = field(default_factory=dict)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        ep = ep_of(report)
+        if ep is None:
+            return
+        properties = report.user_properties
+        row = self.rows.setdefault(report.nodeid, TestRow(
+            report.nodeid, next(v for k, v in properties if k == TEST_PROPERTY), ep))
+        row.duration_s += report.duration
+        if report.when == "call":
+            row.runs = [value for key, value in properties if key == RUN_PROPERTY]
+            row.goldens = [value for key, value in properties if key == GOLDEN_PROPERTY]
+            row.verdict = _verdict(report)
+        elif report.failed or (report.when == "setup" and report.skipped):
+            row.verdict = "error" if report.failed else _verdict(report)
+        if report.failed or report.skipped:
+            row.message = _message(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter, config: pytest.Config) -> None:
+        if hasattr(config, "workerinput") or not self.rows:  # the controller reports for everyone
+            return
+        rows = sorted(self.rows.values(), key=lambda row: (row.test, row.ep))
+        terminalreporter.write_sep("=", "browserml: tests x EPs")
+        for line in table(rows):
+            terminalreporter.write_line(line)
+        if self.json_path:
+            write_json(self.json_path, rows, config)
+            terminalreporter.write_line(f"browserml: JSON report written to {self.json_path}")
+        if self.html_path:
+            from .html_report import write_html
+
+            write_html(self.html_path, rows, environment(config), self.rootdir)
+            terminalreporter.write_line(f"browserml: HTML report written to {self.html_path}")
+        if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(markdown(rows) + "\n")
+        entries = [run for row in rows for run in row.runs]
+        if self.save_as and entries:
+            baselines.save(self.save_as, entries)
+            terminalreporter.write_line(f"browserml: saved the figures of {len(entries)} runs to {self.save_as}")
+
+
+COLUMNS = ("test", "ep", "verdict", "worst abs", "worst ULP", "p50", "peak memory", "fallback")
+
+
+def cells(row: TestRow) -> tuple[str, ...]:
+    return (
+        row.test, row.ep, row.verdict,
+        "-" if row.worst_abs is None else f"{row.worst_abs:.3g}",
+        "-" if row.worst_ulp is None else f"{row.worst_ulp:.0f}",
+        "-" if row.p50_ms is None else format_value(row.p50_ms, "time"),
+        "-" if row.peak_memory is None else format_value(row.peak_memory, "size"),
+        "-" if row.fallback_nodes is None else str(row.fallback_nodes),
+    )
+
+
+def table(rows: list[TestRow]) -> list[str]:
+    body = [cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in [COLUMNS, *body]) for i in range(len(COLUMNS))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [COLUMNS, *body]]
+
+
+def markdown(rows: list[TestRow]) -> str:
+    lines = ["### pytest-browserml", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells(row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment(config: pytest.Config) -> dict:
+    from importlib.metadata import version
+
+    from .context import RUNTIME_KEY
+
+    settings = config.stash[RUNTIME_KEY].settings
+    return {
+        "plugin_version": version("pytest-browserml"),
+        "eps": [ep.id for ep in settings.eps],
+        "ort_web_version": settings.ort_web_version,
+        "ort_web_bundle": settings.ort_web_bundle,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: Path, rows: list[TestRow], config: pytest.Config) -> None:
+    document = {"report_version": REPORT_VERSION, "environment": environment(config),
+                "tests": [row.to_json() for row in rows]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, allow_nan=False))
+
+
+def _verdict(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xpassed" if report.passed else "xfailed"
+    return report.outcome
+
+
+def _message(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail") and report.skipped:
+        return report.wasxfail
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return report.longrepr[2].removeprefix("Skipped: ")
+    return report.longreprtext[-4000:]
+
+
+def _max(values) -> float | None:
+    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return max(present) if present else None
+
+
+def _finite(value):
+    """JSON has no NaN or Infinity: such figures are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
