@@ -18,6 +18,7 @@ def street(browserml, dtype="float32"):
 
 
 @pytest.mark.tolerance(outputs={"probabilities": {"rtol": 1e-3, "topk": 3}})
+@pytest.mark.budget(first_run="30 s", webgpu={"first_run": "60 s"})
 def test_classifier(browserml):
     """Every EP gives the outputs of native onnxruntime on the CPU, and the same top-3 classes."""
     result = browserml.run("models/tiny_cnn.onnx", {"image": street(browserml)}, warmup=1, iterations=5)
