@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .runner import ModelRunError
 from .tolerances import BUILTIN, resolve
 from .transport import TransportError
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
 
 MODEL_NAMES = ("model.onnx", "model.ort")
 DATA_SET = "test_data_set"
@@ -69,7 +73,7 @@ class OnnxDataSet(pytest.Item):
         try:
             result = ep_browser.run(model_files, feeds, warmup=0, iterations=1)
         except TransportError as error:  # e.g. bfloat16: no onnxruntime-web tensor type carries it
-            pytest.skip(str(error))
+            pytest.skip(f"{self.path.name}: {error}")
         layers = [BUILTIN, *self.config.stash[PROJECT_TOLERANCE_KEY]]
         comparisons = compare_outputs(
             result.outputs, {name: array for name, (_, array) in expected.items()},
@@ -112,14 +116,15 @@ class OnnxDataSet(pytest.Item):
         except ValueError:
             return str(path)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str | TerminalRepr:
         """ORT's message or the comparison, without a traceback through the plugin."""
         if isinstance(excinfo.value, (OnnxCaseError, ModelRunError)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, None, str]:
-        return self.path, None, self.name
+        """The case folder, and a name that says which case (failure headers show only this name)."""
+        return self.path, None, f"{self.path.name}/{self.name}"
 
 
 def _model_file(folder: Path) -> Path | None:
@@ -147,11 +152,12 @@ def _graph_names(model: Path) -> tuple[list[str] | None, list[str] | None]:
         graph = onnx.load(str(model), load_external_data=False).graph
     except Exception:
         return None, None
-    for value in (*graph.input, *graph.output):
-        kind = value.type.WhichOneof("value")
-        if kind not in (None, "tensor_type"):
-            pytest.skip(f"{value.name!r} is a {kind.removesuffix('_type')} value: onnxruntime-web supports only "
-                        f"tensor inputs and outputs")
+    for role, values in (("input", graph.input), ("output", graph.output)):
+        for value in values:
+            kind = value.type.WhichOneof("value")
+            if kind not in (None, "tensor_type"):
+                pytest.skip(f"{model.parent.name}: {role} {value.name!r} is of {kind.removesuffix('_type')} type, "
+                            f"but onnxruntime-web takes and returns tensors only")
     initializers = {tensor.name for tensor in graph.initializer}
     return [value.name for value in graph.input if value.name not in initializers], [value.name for value in graph.output]
 
