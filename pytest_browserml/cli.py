@@ -25,12 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--browser-channel")
     doctor.add_argument("--ort-web-version", default=provision.ORT_WEB_VERSION)
     doctor.add_argument("--ort-web-bundle", default="all", choices=["all", "webgpu"])
+    doctor.add_argument("--browser-ws-endpoint", action="append", default=[], help="check a browser server instead")
     doctor.add_argument("--timeout", type=float, default=120, help="seconds per check")
+
+    serve = commands.add_parser("serve", help="run a Playwright browser server with the pinned Chromium (or "
+                                "another browser) for --browser-ws-endpoint; prints its endpoint")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    serve.add_argument("--browser-executable")
+    serve.add_argument("--browser-channel")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "install":
             return _install(args)
+        if args.command == "serve":
+            return _serve(args)
         return _doctor(args)
     except (provision.ProvisionError, BrowserSetupError) as error:
         print(f"browserml {args.command}: {error}", file=sys.stderr)
@@ -47,6 +57,21 @@ def _install(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .browser import BrowserChoice
+    from .remote import start_server
+
+    process, endpoint = start_server(BrowserChoice.resolve(args.browser_executable, args.browser_channel, fetch=True),
+                                     args.host, args.port)
+    print(endpoint, flush=True)
+    print("run the tests with: pytest --browser-ws-endpoint " + endpoint, file=sys.stderr, flush=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+
+
 def _doctor(args) -> int:
     settings = Settings(
         eps=tuple(ExecutionProvider.parse(text) for text in (args.browser_ep or ["wasm", "webgpu", "webnn"])),
@@ -59,6 +84,7 @@ def _doctor(args) -> int:
         auto_install=True,
         warmup=0,
         iterations=1,
+        ws_endpoints=tuple(args.browser_ws_endpoint),
     )
     report = diagnose(settings)
     print(report.format())

@@ -78,7 +78,7 @@ def diagnose(settings: Settings) -> DoctorReport:
         return DoctorReport(
             ort_web_version=environment.ort_web_version if environment else settings.ort_web_version,
             ort_web_bundle=environment.ort_web_bundle if environment else bundle,
-            browser=runtime.browser_choice.describe(),
+            browser=environment.browser if environment else runtime.device,
             browser_version=environment.browser_version if environment else None,
             eps=reports,
         )

@@ -163,7 +163,8 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
               layers: Sequence[ToleranceLayer]) -> dict:
     environment = result.environment
     if per_ep:
-        made_by = {"ep": environment.ep, "browser": environment.browser_version, "ort_web": environment.ort_web_version,
+        made_by = {"ep": environment.ep, "device": environment.device, "browser": environment.browser_version,
+                   "ort_web": environment.ort_web_version,
                    "bundle": environment.ort_web_bundle, "adapter": environment.adapter and environment.adapter.describe()}
     else:
         made_by = {"reference": reference.describe()}
@@ -175,7 +176,7 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
         "model_sha256": result.model_sha256,
         "inputs": _input_digests(result.inputs),
         "made_by": made_by,
-        "compared_on": {"ep": environment.ep, "browser": environment.browser_version,
+        "compared_on": {"ep": environment.ep, "device": environment.device, "browser": environment.browser_version,
                         "ort_web": environment.ort_web_version, "bundle": environment.ort_web_bundle,
                         "adapter": environment.adapter and environment.adapter.describe()},
         "outputs": {name: {"dtype": str(array.dtype), "shape": list(array.shape)} for name, array in arrays.items()},

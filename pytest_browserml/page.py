@@ -13,8 +13,10 @@ import threading
 from collections import deque
 
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from .processes import BrowserProcesses
+from .processes import PROC, BrowserProcesses
+from .remote import route_through_playwright
 from .server import HarnessServer
 
 CONSOLE_KEPT = 200
@@ -25,7 +27,7 @@ class PageFailure(RuntimeError):
 
 
 class HarnessPage:
-    def __init__(self, browser, server: HarnessServer, ort_bundle: str, timeout_s: float):
+    def __init__(self, browser, server: HarnessServer, ort_bundle: str, timeout_s: float, remote: bool = False):
         self.timeout_s = timeout_s
         self.crashed = False
         self.timed_out = False
@@ -33,27 +35,47 @@ class HarnessPage:
         self.page = browser.new_page()
         self.page.on("console", self._on_console)
         self.page.on("crash", self._on_crash)
+        if remote:  # the page cannot reach this machine: answer its requests over the Playwright connection
+            route_through_playwright(self.page, server.base_url)
         self.page.goto(server.url("index.html"))
         self.page.wait_for_function("() => window.browserml", timeout=timeout_s * 1000)
-        self.processes = BrowserProcesses.of(browser)
+        # a remote browser's process ids mean nothing here
+        self.processes = BrowserProcesses({}) if remote else BrowserProcesses.of(browser)
         self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/")})
 
     def call(self, function: str, arg: dict, timeout_s: float | None = None) -> dict:
         """Await `browserml.<function>(arg)` in the page and return its (JSON) result."""
         timeout_s = timeout_s or self.timeout_s
         watchdog = threading.Timer(timeout_s, self._time_out)
-        watchdog.start()
         try:
+            if not self.processes.all:  # no renderer to kill: let Playwright keep the deadline
+                return self._call_with_driver_deadline(function, arg, timeout_s)
+            watchdog.start()
             return self.page.evaluate(f"arg => window.browserml.{function}(arg)", arg)
+        except PlaywrightTimeoutError:
+            self.close()
+            raise PageFailure(f"the page did not answer within browserml_timeout = {timeout_s:g} s; "
+                              "it was replaced") from None
         except PlaywrightError as error:
             self.close()
             if self.timed_out:
                 raise PageFailure(f"the page did not answer within browserml_timeout = {timeout_s:g} s; "
                                   "it was replaced") from None
-            reason = "the page crashed (renderer killed or out of memory)" if self.crashed else "the page failed"
+            if self.crashed:
+                reason = "the page crashed (renderer killed or out of memory)"
+            elif not self.browser_alive:
+                reason = "the browser process exited (killed or crashed)"
+            else:
+                reason = "the page failed"
             raise PageFailure(f"{reason}: {error.message.splitlines()[0]}; it was replaced") from error
         finally:
             watchdog.cancel()
+
+    def _call_with_driver_deadline(self, function: str, arg: dict, timeout_s: float) -> dict:
+        """One more round trip than evaluate, but the deadline holds without a local process to kill."""
+        handle = self.page.wait_for_function(f"arg => window.browserml.{function}(arg)", arg=arg,
+                                             timeout=timeout_s * 1000)
+        return handle.json_value()
 
     def new_console_lines(self) -> list[str]:
         """Browser console errors and warnings since the last call (WebGPU validation errors come this way)."""
@@ -64,6 +86,11 @@ class HarnessPage:
     @property
     def usable(self) -> bool:
         return not self.crashed and not self.page.is_closed()
+
+    @property
+    def browser_alive(self) -> bool:
+        """False once the local browser process is gone; Playwright notices only when it next talks to it."""
+        return all(_running(pid) for pid in self.processes.pids_by_type.get("browser", ()))
 
     def close(self) -> None:
         try:
@@ -81,3 +108,11 @@ class HarnessPage:
 
     def _on_crash(self, _page) -> None:
         self.crashed = True
+
+
+def _running(pid: int) -> bool:
+    """Whether a local process exists and is not a zombie (a killed browser its driver has not reaped yet)."""
+    try:
+        return (PROC / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -38,6 +38,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
            "instead of the pinned Chromium")
     option("--browser-channel", "browserml_browser_channel", "a Playwright browser channel to use instead of "
            "the pinned Chromium: chromium, chrome, msedge ...")
+    option("--browser-ws-endpoint", "browserml_ws_endpoints", "a Playwright browser server (ws://...) to run "
+           "the EPs in instead of a local browser; repeat for several (xdist workers spread over them)",
+           action="append", ini_type="args", default=[])
     option("--ort-web-version", "browserml_ort_web_version", "onnxruntime-web version from the npm registry",
            default=provision.ORT_WEB_VERSION)
     option("--ort-web-bundle", "browserml_ort_web_bundle", "onnxruntime-web bundle: all (WebGPU through JSEP) "
@@ -90,6 +93,7 @@ def settings_from(config: pytest.Config) -> Settings:
             iterations=_positive_number(config, "browserml_iterations", int, allow_zero=True),
             budget_scale=_positive_number(config, "browserml_budget_scale", float, option=True),
             profile=config.getoption("browserml_profile"),
+            ws_endpoints=tuple(_setting(config, "browserml_ws_endpoints")),
         )
     except BrowserSetupError as error:
         raise pytest.UsageError(str(error)) from None
@@ -234,7 +238,8 @@ def _on_result(request: pytest.FixtureRequest, test: str):
         __tracebackhide__ = True
         entry = baselines.entry_of(test, result)
         node.user_properties += [
-            (RUN_PROPERTY, {**entry, "model": str(result.model), "fallback_nodes": result.placement.fallback_count,
+            (RUN_PROPERTY, {**entry, "model": str(result.model), "device": result.environment.device,
+                            "fallback_nodes": result.placement.fallback_count,
                             "nodes_per_provider": result.placement.nodes_per_provider}),
             # flat figures for JUnit XML's <properties>, which CI dashboards read
             *((f"browserml_{name}", value) for name, value in entry["figures"].items()),

@@ -113,6 +113,7 @@ class Environment:
     ort_web_version: str
     ort_web_bundle: str
     adapter: Adapter | None = None
+    device: str = "local"  # "local" or the browser server, and the browser's platform
 
 
 @dataclass(frozen=True)

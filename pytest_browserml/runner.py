@@ -12,17 +12,21 @@ import base64
 import dataclasses
 import hashlib
 import itertools
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
+from playwright.sync_api import Error as PlaywrightError
 
 from . import budgets, golden_check, images
 from . import profile as profiles
 from . import placement as placement_log
-from . import provision, stats, transport
+from . import provision, remote, stats, transport
 from .budgets import Budget
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .golden_check import GoldenPolicy, GoldenTarget
@@ -53,6 +57,7 @@ class Settings:
     iterations: int
     budget_scale: float = 1.0
     profile: bool = False
+    ws_endpoints: tuple[str, ...] = ()  # Playwright browser servers to run in instead of a local browser
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,32 @@ class Runtime:
                 f"browserml_ort_web_bundle = {self.settings.ort_web_bundle!r}: choose from {', '.join(BUNDLES)}"
             )
         ort = provision.ort_web(self.settings.ort_web_version, fetch=self.settings.auto_install)
-        self.browser_choice = BrowserChoice.resolve(
-            self.settings.browser_executable, self.settings.browser_channel, fetch=self.settings.auto_install
-        )
+        if not self.settings.ws_endpoints:
+            self.browser_choice = BrowserChoice.resolve(
+                self.settings.browser_executable, self.settings.browser_channel, fetch=self.settings.auto_install
+            )
         self.server = HarnessServer(ort.dist)
         self._playwright_manager = sync_playwright()
         self.playwright = self._playwright_manager.start()
+
+    @property
+    def endpoint(self) -> str | None:
+        """This worker's browser server: xdist workers spread over the endpoints given."""
+        endpoints = self.settings.ws_endpoints
+        if not endpoints:
+            return None
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+        return endpoints[int(worker) % len(endpoints) if worker.isdigit() else 0]
+
+    def browser(self, ep: ExecutionProvider):
+        """A browser for `ep`: launched here, or connected at this worker's endpoint (never both)."""
+        if self.endpoint:
+            return remote.connect(self.playwright, self.endpoint, ep)
+        return self.browser_choice.launch(self.playwright, ep)
+
+    @property
+    def device(self) -> str:
+        return f"browser server {urlsplit(self.endpoint).netloc}" if self.endpoint else "local"
 
     def browser_for(self, ep: ExecutionProvider) -> "EpBrowser":
         self.start()
@@ -158,11 +183,24 @@ class EpBrowser:
         return BUNDLES[self.runtime.settings.ort_web_bundle]
 
     def page(self) -> HarnessPage:
+        """The EP's harness page; a browser that went away is launched or connected anew, once."""
+        try:
+            return self._open_page()
+        except PlaywrightError:
+            self.close()
+        try:
+            return self._open_page()
+        except PlaywrightError as error:
+            raise BrowserSetupError(f"no page opens in the browser for {self.ep.id}: "
+                                    f"{error.message.splitlines()[0]}") from None
+
+    def _open_page(self) -> HarnessPage:
         if self._browser is None or not self._browser.is_connected():
-            self._browser = self.runtime.browser_choice.launch(self.runtime.playwright, self.ep)
+            self._browser = self.runtime.browser(self.ep)
             self._page = None
         if self._page is None or not self._page.usable:
-            self._page = HarnessPage(self._browser, self.runtime.server, self.bundle, self.runtime.settings.timeout_s)
+            self._page = HarnessPage(self._browser, self.runtime.server, self.bundle, self.runtime.settings.timeout_s,
+                                     remote=bool(self.runtime.endpoint))
         return self._page
 
     def probe(self) -> dict:
@@ -174,8 +212,9 @@ class EpBrowser:
     def environment(self) -> Environment:
         return Environment(
             ep=self.ep.id,
-            browser=self.runtime.browser_choice.describe(),
+            browser=self.runtime.browser_choice.describe() if self.runtime.browser_choice else self.runtime.device,
             browser_version=self._browser.version,
+            device=f"{self.runtime.device}, {self.page().info['platform']}",
             ort_web_version=self.page().info["ortVersion"],
             ort_web_bundle=self.bundle,
             adapter=Adapter.from_probe(self.probe().get("adapter")),
@@ -207,7 +246,7 @@ class EpBrowser:
             request["inputBase64"] = base64.b64encode(b"".join(parts)).decode()
         else:
             request["inputUrl"] = server.offer(parts)
-        page = self.page()
+        page = _live_page(self)
         page.new_console_lines()  # what earlier runs left behind is not this run's
         page.processes.reset_peak_rss()
         try:
@@ -215,16 +254,19 @@ class EpBrowser:
         except PageFailure as failure:
             raise ModelRunError(f"{self._where(model)}: {failure}") from None
         finally:
+            uploaded = server.collect(request["outputUrl"])  # closes the mailbox, used or not
             server.discard(request.get("inputUrl", ""))
         if answer.get("outputBase64") is not None:
             payload = bytearray(base64.b64decode(answer["outputBase64"]))
         else:
-            payload = server.collect(request["outputUrl"]) or bytearray()
+            payload = uploaded or bytearray()
         if not answer["ok"]:
-            raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {answer['error']}")
+            raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {answer['error']}"
+                                + _culprits(self.ep, model, specs, answer["error"]))
         validation = [line for line in page.new_console_lines() if VALIDATION_ERROR in line]
         if validation:
-            raise ModelRunError(f"{self._where(model)}: the browser reported a WebGPU error:\n" + "\n".join(validation))
+            raise ModelRunError(f"{self._where(model)}: the browser reported a WebGPU error:"
+                                + _culprits(self.ep, model, specs, "\n".join(validation)) + "\n" + "\n".join(validation))
         if answer["log"] is not None:  # a new session: its creation log says where the nodes went
             self._sessions[session_key] = (
                 tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
@@ -395,3 +437,113 @@ def _symbolic_inputs(graph) -> dict[str, tuple[str | None, ...]]:
         value.name: tuple(dim.dim_param or None for dim in value.type.tensor_type.shape.dim)
         for value in graph.input
     }
+
+
+def _live_page(ep_browser: EpBrowser) -> HarnessPage:
+    """The EP's page, in a relaunched browser if the browser died since the last call.
+
+    Playwright learns of a killed browser only when it next talks to it, which would fail
+    this run for what happened before it.
+    """
+    page = ep_browser.page()
+    if page.browser_alive:
+        return page
+    ep_browser.close()
+    return ep_browser.page()
+
+
+def _culprits(ep: ExecutionProvider, model: ModelFiles, specs: list[dict], error: str) -> str:
+    """Lines naming what ORT's message leaves implicit: a size beyond the EP's limits, inputs unlike the model's."""
+    notes = (_too_large(ep, error), _input_mismatch(model.path, specs))
+    return "".join(f"\n{note}" for note in notes if note)
+
+
+# What the EPs and the browser say when a tensor or an allocation is beyond their limits.
+_GPU_BUFFER_LIMIT = re.compile(r"(?:Buffer|Binding) size \((\d+)\) (?:exceeds|is larger than) the (max[a-z ]+?) \((\d+)\)")
+_WEBNN_TENSOR_LIMIT = re.compile(r"tensor size (\d+) exceeds the size limit (\d+)")
+_KERNEL_OUTPUT = re.compile(r"Failed to generate kernel's output\[\d+\] with dims (\[[\d, ]*\])")
+_WASM_MEMORY_ERRORS = ("std::bad_alloc", "SafeIntOnOverflow", "Out of memory", "Maximum memory size exceeded",
+                       "Array buffer allocation failed")
+
+
+def _too_large(ep: ExecutionProvider, error: str) -> str | None:
+    if match := _GPU_BUFFER_LIMIT.search(error):
+        size, limit_name, limit = int(match[1]), match[2].removesuffix(" limit"), int(match[3])
+        return (f"the model is too large for {ep.id} here: it needs a GPU buffer of {_bytes(size)}, "
+                f"beyond this device's {limit_name} of {_bytes(limit)}")
+    if match := _WEBNN_TENSOR_LIMIT.search(error):
+        return (f"the model is too large for {ep.id}: one of its tensors is {_bytes(int(match[1]))}, "
+                f"and WebNN takes at most {_bytes(int(match[2]))} per tensor")
+    if match := _KERNEL_OUTPUT.search(error):
+        return (f"the model is too large for {ep.id}: onnxruntime-web could not allocate a kernel's output "
+                f"of shape {match[1]}")
+    if any(text in error for text in _WASM_MEMORY_ERRORS):
+        return (f"the model is too large for {ep.id}: an allocation failed in onnxruntime-web's WebAssembly memory, "
+                "which is 32-bit (at most 4 GiB for the model, its weights and the tensors of CPU kernels)")
+    return None
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.3g} {unit} ({count} bytes)"
+    return f"{count} bytes"
+
+
+# ONNX TensorProto element types by the names onnxruntime-web (and the transport) give them.
+_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
+               9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
+
+
+def _input_mismatch(path: Path, specs: list[dict]) -> str | None:
+    """The model's inputs beside those given, when they differ: ORT names one problem, not what the model expects."""
+    graph = _read_graph(path)
+    if graph is None:
+        return None
+    optional = {tensor.name for tensor in graph.initializer}
+    declared = {value.name: value for value in graph.input}
+    given = {spec["name"]: spec for spec in specs}
+    problems = [f"input {name!r} is missing" for name in declared if name not in given and name not in optional]
+    problems += [f"the model has no input {name!r}" for name in given if name not in declared]
+    problems += [problem for name, spec in given.items() if name in declared
+                 for problem in _spec_problems(declared[name], spec)]
+    if not problems:
+        return None
+    expected = [f"  {_describe(value)}" + (" (optional: it has an initializer)" if value.name in optional else "")
+                for value in graph.input]
+    return "\n".join([
+        "the inputs do not match the model: " + "; ".join(problems),
+        "the model expects:", *expected,
+        "given: " + (", ".join(f"{spec['name']}: {spec['dtype']} {spec['shape']}" for spec in specs) or "no inputs"),
+    ])
+
+
+def _spec_problems(value, spec: dict) -> list[str]:
+    name, tensor = spec["name"], value.type.tensor_type
+    problems = []
+    if tensor.elem_type and _type_name(tensor.elem_type) != spec["dtype"]:
+        problems.append(f"{name!r} is {spec['dtype']}, the model takes {_type_name(tensor.elem_type)}")
+    if tensor.HasField("shape"):
+        dims = [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim]
+        if len(dims) != len(spec["shape"]) or any(d is not None and d != s for d, s in zip(dims, spec["shape"])):
+            problems.append(f"{name!r} has shape {spec['shape']}, the model takes {_shape(tensor)}")
+    return problems
+
+
+def _describe(value) -> str:
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        return f"{value.name}: {(kind or 'unknown').removesuffix('_type')}"
+    tensor = value.type.tensor_type
+    return f"{value.name}: {_type_name(tensor.elem_type)} {_shape(tensor) if tensor.HasField('shape') else 'any shape'}"
+
+
+def _type_name(elem_type: int) -> str:
+    from onnx import TensorProto
+
+    return _ONNX_TYPES.get(elem_type) or TensorProto.DataType.Name(elem_type).lower()
+
+
+def _shape(tensor) -> str:
+    dims = [str(dim.dim_value) if dim.HasField("dim_value") else dim.dim_param or "?" for dim in tensor.shape.dim]
+    return f"[{', '.join(dims)}]"

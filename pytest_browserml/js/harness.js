@@ -53,7 +53,10 @@ if (globalThis.GPUDevice) {
 export async function load({ ortUrl, wasmPaths }) {
   ort = await import(ortUrl);
   ort.env.wasm.wasmPaths = wasmPaths;
-  return { ortVersion: ort.env.versions?.web ?? null, crossOriginIsolated };
+  return {
+    ortVersion: ort.env.versions?.web ?? null, crossOriginIsolated,
+    platform: navigator.userAgentData?.platform || navigator.platform, userAgent: navigator.userAgent,
+  };
 }
 
 // Whether the browser exposes what an EP needs, with the browser's own error text.
