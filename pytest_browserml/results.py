@@ -66,7 +66,9 @@ class Placement:
 
     @property
     def requested_took_graph(self) -> bool:
-        return any(self.nodes_per_provider.get(name, 0) for name in self.requested)
+        """True when the requested EP has nodes, or when ORT folded the whole graph into constants."""
+        return not any(self.nodes_per_provider.values()) or any(
+            self.nodes_per_provider.get(name, 0) for name in self.requested)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,11 @@ def test_placement_of_a_split_graph():
     assert found.fallback_count == 1 and found.requested_took_graph
 
 
+def test_a_graph_folded_into_constants_has_no_nodes_and_is_not_a_fallback():
+    found = placement.parse([f"{PREFIX} Node placements"], ("JsExecutionProvider",))
+    assert found.fallback_count == 0 and found.requested_took_graph
+
+
 def test_placement_when_the_ep_was_dropped():
     log = ['[W:onnxruntime:Default] removing requested execution provider "webgpu" from session options',
            f"{PREFIX}  All nodes placed on [CPUExecutionProvider]. Number of nodes: 4"]
