@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 _WORST_LIMIT = 10
+_STRING_KINDS = "OUS"
 _FLOAT16_DRIFT_ULP = 8
 # A fitted offset or scale counts as "constant" when what it leaves unexplained
 # is below 1 % of the effect plus the rounding noise of the dtype.
@@ -193,6 +194,8 @@ def compare(name: str, obtained: np.ndarray, expected: np.ndarray, tolerance: To
     """Compare one output with its golden tensor; never casts either side."""
     o = np.asarray(obtained)
     e = np.asarray(expected)
+    if o.dtype.kind in _STRING_KINDS and e.dtype.kind in _STRING_KINDS:
+        return _compare_strings(name, o, e, tolerance)
     problems = _problems(o, e, tolerance)
     if problems:
         return _not_compared(name, tolerance, e.shape, e.dtype, problems)
@@ -361,6 +364,25 @@ def _ordered_bits(x: np.ndarray) -> np.ndarray:
     bits = x.view(int_type).astype(np.int64)
     # For a negative float, bits = MIN + magnitude; MIN - bits = -magnitude fits in int64.
     return np.where(bits < 0, np.int64(np.iinfo(int_type).min) - bits, bits)
+
+
+def _compare_strings(name: str, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> OutputComparison:
+    """String tensors (ONNX's string type) compare exactly, element by element."""
+    if o.shape != e.shape:
+        return _not_compared(name, tolerance, e.shape, e.dtype, (f"shape mismatch: obtained {o.shape}, expected {e.shape}",))
+    as_text = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else str(v), otypes=[object])
+    differs = as_text(o) != as_text(e) if e.size else np.zeros(e.shape, bool)
+    mismatched = int(np.count_nonzero(differs))
+    worst = tuple(WorstElement(tuple(int(i) for i in index), o[index], e[index], float("nan"))
+                  for index in zip(*np.nonzero(differs)))[:_WORST_LIMIT] if e.ndim else ()
+    first = worst[0].index if worst else ()
+    return OutputComparison(
+        name=name, passed=(not e.size) or mismatched / e.size <= tolerance.mismatch_fraction, tolerance=tolerance,
+        shape=e.shape, dtype="string", size=int(e.size), mismatched=mismatched, max_abs_error=None,
+        mean_abs_error=None, max_rel_error=None, mean_rel_error=None, max_ulp=None, cosine=None,
+        topk_agreement=None, worst=worst, problems=(),
+        diagnosis=f"{mismatched} of {e.size} strings differ, the first at index {first}" if mismatched else "identical",
+    )
 
 
 def _problems(o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> tuple[str, ...]:
@@ -561,7 +583,7 @@ def _percent(value: float) -> str:
 
 
 def _cell(value) -> str:
-    return str(value) if isinstance(value, (bool, int)) else f"{value:.6g}"
+    return f"{value:.6g}" if isinstance(value, float) else repr(value) if isinstance(value, (str, bytes)) else str(value)
 
 
 def _table(worst: tuple[WorstElement, ...]) -> list[str]:

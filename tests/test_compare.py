@@ -313,10 +313,18 @@ def test_dtype_mismatch_is_reported_not_cast():
 
 
 def test_unsupported_dtype_is_a_problem():
-    words = np.array(["a", "b"])
-    result = compare("labels", words, words, Tolerance())
+    numbers = np.array([1 + 2j, 3j])
+    result = compare("z", numbers, numbers, Tolerance())
     assert not result.passed
     assert result.problems[0].startswith("unsupported dtype")
+
+
+def test_strings_compare_exactly_whatever_their_numpy_form():
+    assert compare("labels", np.array(["a", "b"]), np.array([b"a", b"b"], dtype=object), Tolerance(atol=1)).passed
+    result = compare("labels", np.array(["a", "b", "c"], dtype=object), np.array(["a", "x", "c"]), Tolerance())
+    assert not result.passed and result.mismatched == 1
+    assert result.diagnosis == "1 of 3 strings differ, the first at index (1,)"
+    assert result.worst[0].expected == "x"
 
 
 def test_compare_outputs_missing_and_extra():
