@@ -1,0 +1,141 @@
+"""What the user configured: command-line options, their ini twins, and pyproject.toml's
+`[tool.browserml]` tables, read once into typed settings with errors that name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import baselines, provision
+from .baselines import BaselineError, CompareRule
+from .browser import BrowserSetupError, ExecutionProvider
+from .budgets import BudgetError, BudgetLayer
+from .golden_check import UPDATE_MODES
+from .runner import Settings
+from .tolerances import ToleranceError, ToleranceLayer
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Every option with its ini twin where one makes sense."""
+    group = parser.getgroup("browserml", "run ONNX models in a real browser (pytest-browserml)")
+
+    def option(flag, ini, help, *, ini_type=None, default=None, **kwargs):
+        group.addoption(flag, dest=ini, help=f"{help} (ini: {ini})", **kwargs)
+        parser.addini(ini, help=help, type=ini_type, default=default)
+
+    option("--browser-ep", "browserml_eps", "execution provider to run on: wasm, webgpu, webnn or webnn:gpu|npu; "
+           "repeat for several (default: wasm)", action="append", ini_type="args", default=["wasm"])
+    option("--browser-ep-strict", "browserml_ep_strict", "an EP that cannot run here is an error, not a skip",
+           action="store_true", default=None, ini_type="bool")
+    option("--browser-executable", "browserml_browser_executable", "path of a Chromium-based browser to use "
+           "instead of the pinned Chromium")
+    option("--browser-channel", "browserml_browser_channel", "a Playwright browser channel to use instead of "
+           "the pinned Chromium: chromium, chrome, msedge ...")
+    option("--browser-ws-endpoint", "browserml_ws_endpoints", "a Playwright browser server (ws://...) to run "
+           "the EPs in instead of a local browser; repeat for several (xdist workers spread over them)",
+           action="append", ini_type="args", default=[])
+    option("--ort-web-version", "browserml_ort_web_version", "onnxruntime-web version from the npm registry",
+           default=provision.ORT_WEB_VERSION)
+    option("--ort-web-bundle", "browserml_ort_web_bundle", "onnxruntime-web bundle: all (WebGPU through JSEP) "
+           "or webgpu (the native WebGPU EP)", default="all")
+    option("--golden-dir", "browserml_golden_dir", "folder of the golden tensors, relative to the rootdir",
+           default="goldens")
+    group.addoption("--update-goldens", nargs="?", const="all", choices=UPDATE_MODES, default=None,
+                    help="write the goldens of the tests that run: all of them (default) or only the missing ones")
+    group.addoption("--delete-unused-goldens", action="store_true",
+                    help="delete goldens that no test used (only when the whole suite ran)")
+    option("--budget-scale", "browserml_budget_scale", "multiply every time budget by this factor "
+           "(for slower machines)", default="1")
+    group.addoption("--budget-save", metavar="NAME", help="save the figures of every run as baseline NAME "
+                    "(.browserml/baselines/NAME.json under the rootdir)")
+    group.addoption("--budget-compare", metavar="NAME", help="fail runs whose figures regressed from baseline NAME")
+    group.addoption("--budget-compare-fail", metavar="FIGURE:PERCENT%", action="append", default=None,
+                    help="how much a figure may regress, e.g. p50:10% (repeatable; default p50:10%)")
+    group.addoption("--browserml-profile", action="store_true",
+                    help="profile every run with ORT (per node; per GPU kernel on WebGPU) and attach the slowest "
+                         "nodes to the test report")
+    option("--browserml-report", "browserml_report", "write a JSON report of every test x EP with all figures "
+           "(schema: pytest_browserml/report.schema.json)")
+    option("--browserml-html", "browserml_html", "write a self-contained HTML report: the test x EP matrix, "
+           "failures with error statistics and pictures, latency per EP")
+    parser.addini("browserml_timeout", "seconds one model run may take before the page is replaced", default="300")
+    parser.addini("browserml_auto_install", "fetch onnxruntime-web and the pinned Chromium when missing",
+                  type="bool", default=True)
+    parser.addini("browserml_warmup", "warm-up runs before the timed runs (not counted)", default="1")
+    parser.addini("browserml_iterations", "timed runs of browserml.run", default="5")
+
+
+def setting(config: pytest.Config, name: str):
+    value = config.getoption(name)
+    return config.getini(name) if value is None else value
+
+
+def settings_from(config: pytest.Config) -> Settings:
+    try:
+        eps = tuple(dict.fromkeys(ExecutionProvider.parse(text) for text in setting(config, "browserml_eps")))
+        return Settings(
+            eps=eps,
+            strict=bool(setting(config, "browserml_ep_strict")),
+            timeout_s=_positive_number(config, "browserml_timeout", float),
+            ort_web_version=setting(config, "browserml_ort_web_version"),
+            ort_web_bundle=setting(config, "browserml_ort_web_bundle"),
+            browser_executable=setting(config, "browserml_browser_executable") or None,
+            browser_channel=setting(config, "browserml_browser_channel") or None,
+            auto_install=config.getini("browserml_auto_install"),
+            warmup=_positive_number(config, "browserml_warmup", int, allow_zero=True),
+            iterations=_positive_number(config, "browserml_iterations", int, allow_zero=True),
+            budget_scale=_positive_number(config, "browserml_budget_scale", float, option=True),
+            profile=config.getoption("browserml_profile"),
+            ws_endpoints=tuple(setting(config, "browserml_ws_endpoints")),
+        )
+    except BrowserSetupError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def _positive_number(config, name, kind, allow_zero=False, option=False):
+    text = setting(config, name) if option else config.getini(name)
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if value < 0 or (value == 0 and not allow_zero):
+        raise pytest.UsageError(f"{name} = {text!r}: expected a {'non-negative' if allow_zero else 'positive'} number")
+    return value
+
+
+def baseline_path(config: pytest.Config, name: str) -> Path:
+    return config.rootpath / ".browserml" / "baselines" / f"{name}.json"
+
+
+def baseline(config: pytest.Config) -> tuple[str, dict, list[CompareRule]] | None:
+    name = config.getoption("budget_compare")
+    if not name:
+        return None
+    try:
+        rules = [CompareRule.parse(text) for text in config.getoption("budget_compare_fail") or ["p50:10%"]]
+        return name, baselines.load(baseline_path(config, name)), rules
+    except BaselineError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def golden_dir(config: pytest.Config) -> Path:
+    return config.rootpath / setting(config, "browserml_golden_dir")
+
+
+def project_layers(config: pytest.Config) -> tuple[tuple[ToleranceLayer, ...], tuple[BudgetLayer, ...]]:
+    """`[tool.browserml.tolerance]` and `[tool.browserml.budget]` of the rootdir's pyproject.toml."""
+    import tomllib
+
+    path = config.rootpath / "pyproject.toml"
+    if not path.is_file():
+        return (), ()
+    try:
+        project = tomllib.loads(path.read_text()).get("tool", {}).get("browserml", {})
+        tolerance, budget = project.get("tolerance"), project.get("budget")
+        return (
+            (ToleranceLayer(f"[tool.browserml.tolerance] in {path}", tolerance),) if tolerance else (),
+            (BudgetLayer(f"[tool.browserml.budget] in {path}", budget),) if budget else (),
+        )
+    except (tomllib.TOMLDecodeError, ToleranceError, BudgetError) as error:
+        raise pytest.UsageError(f"{path}: {error}") from None
