@@ -18,9 +18,11 @@ This module is pure numpy and the standard library, without pytest or a browser.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -53,7 +55,10 @@ _UNSAFE = re.compile(r"[/\\:\x00-\x1f\x7f]")
 # compare.py compares.  Anything else (object, str, structured) either pickles
 # or cannot be compared, so it is refused before it reaches the disk.
 _STORABLE_KINDS = "biuf"
-_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, ValueError)
+# NotImplementedError: a zip feature (version, compression) that zipfile lacks.
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError)
+# A temporary file not written to for this long, whose writer's pid is gone, is an orphan.
+_ORPHAN_AGE_S = 60.0
 
 
 def _default_file_mode() -> int:
@@ -126,7 +131,13 @@ def read_golden(path: Path) -> dict[str, np.ndarray]:
                 raise GoldenError(f"{path} is not an .npz file ({kind})")
             fh.seek(0)
             with zipfile.ZipFile(fh) as archive:
-                return {_entry_name(path, info): _read_entry(path, archive, info) for info in archive.infolist()}
+                arrays: dict[str, np.ndarray] = {}
+                for info in archive.infolist():
+                    name = _entry_name(path, info)
+                    if name in arrays:
+                        raise GoldenError(f"{path} holds output {name!r} twice; which one is the golden?")
+                    arrays[name] = _read_entry(path, archive, info)
+                return arrays
     except FileNotFoundError:
         raise GoldenError(f"{path} does not exist") from None
     except _CORRUPT as exc:
@@ -144,20 +155,30 @@ def _entry_name(path: Path, info: zipfile.ZipInfo) -> str:
 def _read_entry(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     """Check the entry's header for objects before numpy reads the data."""
     name = info.filename[: -len(_ENTRY)]
+    if info.flag_bits & 0x1:
+        raise GoldenError(f"{path}: output {name!r} is encrypted; goldens are plain zip files")
     try:
         with archive.open(info) as member:
             version = np.lib.format.read_magic(member)
             if version == (1, 0):
-                _, _, dtype = np.lib.format.read_array_header_1_0(member)
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
             elif version == (2, 0):
-                _, _, dtype = np.lib.format.read_array_header_2_0(member)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
             else:
                 raise GoldenError(
                     f"{path}: output {name!r} uses .npy format version {version[0]}.{version[1]}; "
                     "goldens use 1.0 or 2.0"
                 )
+            data_size = info.file_size - member.tell()
         if dtype.hasobject:
             raise GoldenError(f"{path}: output {name!r} holds pickled objects; refused without unpickling")
+        # numpy allocates the whole array before reading: a lying header must not cost terabytes
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed > data_size or any(dimension < 0 for dimension in shape):
+            raise GoldenError(
+                f"{path} is truncated or corrupt: output {name!r} claims shape {shape} of {dtype}, "
+                f"which its {data_size} bytes of data cannot hold"
+            )
         with archive.open(info) as member:
             return np.lib.format.read_array(member, allow_pickle=False)
     except _CORRUPT as exc:
@@ -231,12 +252,16 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
     The rename is atomic on one file system, so concurrent readers see the old
     file or the new one, never a prefix.  The temporary name ends in ``.tmp``,
-    so :func:`find_goldens` never mistakes a leftover for a golden.
+    so :func:`find_goldens` never mistakes a leftover for a golden, and holds the
+    writer's pid, so that a later write can delete what a killed writer left.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
     temporary: Path | None = None
     try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as fh:
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", delete=False
+        ) as fh:
             temporary = Path(fh.name)
             write(fh)
             fh.flush()
@@ -247,6 +272,40 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     finally:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporaries of ``path`` whose writer died mid-write (kill -9 runs no cleanup).
+
+    One is an orphan when the pid in its name is not running here and it has not
+    been written to for a while: a live writer on another host sharing the folder
+    keeps its file fresh.  Nothing is deleted where pids cannot be probed safely.
+    """
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return
+    prefix = f".{path.name}."
+    now = time.time()
+    with os.scandir(path.parent) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                continue
+            pid = entry.name[len(prefix):].partition("-")[0]
+            try:
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > _ORPHAN_AGE_S
+            except FileNotFoundError:  # its writer renamed it, or another cleaner deleted it
+                continue
+            if stale and not (pid.isdigit() and _running(int(pid))):
+                Path(entry.path).unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 @dataclass(frozen=True)

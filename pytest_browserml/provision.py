@@ -6,6 +6,12 @@ tarball is checked against the registry's published `dist.integrity` hash
 before it is unpacked, and every package lands in a folder of its own version
 under the cache, renamed into place only when complete, under a file lock so
 that pytest-xdist workers never unpack over each other.
+
+The completion marker holds a manifest of every unpacked file (size, mtime,
+sha256). Each use checks it: a file whose size differs is damaged at once; one
+whose mtime moved is hashed (once per process). A damaged folder is fetched
+again when fetching is allowed, else the error names the file and the command
+that repairs it. Folders unpacked before manifests existed are not checked.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ ORT_WEB_VERSION = "1.30.0"
 CHROMIUM_PACKAGE = "@sparticuz/chromium"
 CHROMIUM_VERSION = "153.0.0"
 COMPLETE_MARKER = ".browserml-complete"
+NOT_INSTALLED = "not installed"
+_HASHED: dict[Path, tuple[int, int]] = {}  # files whose sha256 matched this process, at (size, mtime_ns)
 
 
 class ProvisionError(RuntimeError):
@@ -68,14 +76,17 @@ def chromium_dir(version: str = CHROMIUM_VERSION) -> Path:
 
 
 def ort_web(version: str = ORT_WEB_VERSION, *, fetch: bool = True, progress=None) -> OrtWeb:
-    """The cached onnxruntime-web of `version`, fetched first if allowed."""
+    """The cached onnxruntime-web of `version`, fetched first (or again, if damaged) when allowed."""
     folder = ort_web_dir(version)
-    if not (folder / COMPLETE_MARKER).exists():
+    damage = _damage(folder)
+    if damage:
         if not fetch:
-            raise ProvisionError(
-                f"onnxruntime-web {version} is not in the cache ({folder}). "
-                f"Run `browserml install --ort-web-version {version}` to fetch it."
-            )
+            command = f"browserml install --ort-web-version {version}"
+            if damage == NOT_INSTALLED:
+                raise ProvisionError(f"onnxruntime-web {version} is not in the cache ({folder}). "
+                                     f"Run `{command}` to fetch it.")
+            raise ProvisionError(f"onnxruntime-web {version} in the cache is damaged: {damage}. "
+                                 f"Run `{command}` to fetch it again.")
         _install(folder, f"onnxruntime-web@{version}", _unpack_ort_web, progress)
     return OrtWeb(version, folder / "dist")
 
@@ -83,17 +94,19 @@ def ort_web(version: str = ORT_WEB_VERSION, *, fetch: bool = True, progress=None
 def pinned_chromium(*, fetch: bool = True, progress=None) -> PinnedChromium:
     """The pinned headless Chromium (runs wasm, webgpu on SwiftShader and webnn on Linux x86-64)."""
     folder = chromium_dir()
-    if not (folder / COMPLETE_MARKER).exists():
+    damage = _damage(folder)
+    if damage:
         if not (sys.platform.startswith("linux") and os.uname().machine == "x86_64"):
             raise ProvisionError(
                 "the pinned Chromium exists for Linux x86-64 only; pass --browser-executable "
                 "or --browser-channel chrome on this platform"
             )
         if not fetch:
-            raise ProvisionError(
-                f"the pinned Chromium {CHROMIUM_VERSION} is not in the cache ({folder}). "
-                "Run `browserml install` to fetch it, or pass --browser-executable."
-            )
+            if damage == NOT_INSTALLED:
+                raise ProvisionError(f"the pinned Chromium {CHROMIUM_VERSION} is not in the cache ({folder}). "
+                                     "Run `browserml install` to fetch it, or pass --browser-executable.")
+            raise ProvisionError(f"the pinned Chromium {CHROMIUM_VERSION} in the cache is damaged: {damage}. "
+                                 "Run `browserml install` to fetch it again, or pass --browser-executable.")
         _install(folder, f"{CHROMIUM_PACKAGE}@{CHROMIUM_VERSION}", _unpack_chromium, progress)
     return PinnedChromium(CHROMIUM_VERSION, folder / "chromium", folder)
 
@@ -102,9 +115,12 @@ def _install(folder: Path, spec: str, unpack, progress) -> None:
     say = progress or (lambda message: None)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _lock(folder.parent / f".{folder.name}.lock"):
-        if (folder / COMPLETE_MARKER).exists():  # another worker finished it meanwhile
+        damage = _damage(folder)
+        if not damage:  # another worker finished it meanwhile
             return
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as tmp:
+            if damage != NOT_INSTALLED:
+                say(f"the cached {spec} is damaged ({damage}); fetching it again")
             say(f"fetching {spec} with npm")
             tarball = _npm_pack(spec, Path(tmp))
             integrity = _verify_integrity(spec, tarball)
@@ -112,11 +128,63 @@ def _install(folder: Path, spec: str, unpack, progress) -> None:
             staging = Path(tmp) / "staging"
             staging.mkdir()
             unpack(tarball, staging)
-            (staging / COMPLETE_MARKER).write_text(json.dumps({"package": spec, "integrity": integrity}))
-            if folder.exists():  # an incomplete earlier attempt
-                shutil.rmtree(folder)
+            files = _manifest(staging)
+            (staging / COMPLETE_MARKER).write_text(json.dumps({"package": spec, "integrity": integrity, "files": files}))
+            if folder.exists():  # an incomplete or damaged earlier install: moved aside, deleted with tmp
+                folder.rename(Path(tmp) / "replaced")
             staging.rename(folder)
             say(f"installed {spec} in {folder}")
+
+
+def _manifest(folder: Path) -> dict[str, dict]:
+    """Size, mtime and sha256 of every file under `folder`, by POSIX path relative to it."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            stat = path.stat()
+            files[path.relative_to(folder).as_posix()] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                                          "sha256": _sha256(path)}
+    return files
+
+
+def _damage(folder: Path) -> str | None:
+    """What is wrong with an installed folder (NOT_INSTALLED if it is not there), or None if it is whole.
+
+    Cheap on every call: sizes and mtimes against the manifest; a file is hashed only when its
+    mtime differs from the manifest's, and then once per process for that size and mtime.
+    """
+    marker = folder / COMPLETE_MARKER
+    try:
+        record = json.loads(marker.read_text())
+        files = record.get("files", {})  # none: unpacked before manifests existed, nothing to check
+        expected = {name: (int(entry["size"]), int(entry["mtime_ns"]), str(entry["sha256"]))
+                    for name, entry in files.items()}
+    except FileNotFoundError:
+        return NOT_INSTALLED
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        return f"its completion marker {marker} is unreadable ({type(error).__name__}: {error})"
+    for name, (size, mtime_ns, sha256) in expected.items():
+        path = folder / name
+        try:
+            stat = path.stat()
+        except OSError:
+            return f"{path} is missing"
+        if stat.st_size != size:
+            return f"{path} has {stat.st_size} bytes, {size} when installed"
+        if stat.st_mtime_ns == mtime_ns or _HASHED.get(path) == (stat.st_size, stat.st_mtime_ns):
+            continue
+        if _sha256(path) != sha256:
+            return f"{path} differs from the file installed (sha256 mismatch)"
+        _HASHED[path] = (stat.st_size, stat.st_mtime_ns)
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextmanager

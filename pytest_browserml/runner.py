@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
@@ -225,6 +226,9 @@ class EpBrowser:
         __tracebackhide__ = True
         server = self.runtime.server
         specs, parts = transport.encode(feeds)
+        mismatch = _input_mismatch(model, specs)
+        if mismatch:
+            raise ModelRunError(f"{self._where(model)}: {mismatch}")
         input_bytes = sum(part.nbytes for part in parts)
         # WebNN builds a graph of static shapes: fix the model's symbolic dimensions from these inputs.
         free_dimensions = model.dimensions_of(specs) if self.ep.name == "webnn" else {}
@@ -261,12 +265,15 @@ class EpBrowser:
         else:
             payload = uploaded or bytearray()
         if not answer["ok"]:
+            if self.ep.name == "webnn":  # ORT-web's WebNN backend keeps state of a failed run that fails later ones
+                page.close()
             raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {answer['error']}"
-                                + _culprits(self.ep, model, specs, answer["error"]))
+                                + _too_large(self.ep, answer["error"]))
         validation = [line for line in page.new_console_lines() if VALIDATION_ERROR in line]
         if validation:
+            page.close()  # more of this run's errors may still arrive: they must not fail the next run
             raise ModelRunError(f"{self._where(model)}: the browser reported a WebGPU error:"
-                                + _culprits(self.ep, model, specs, "\n".join(validation)) + "\n" + "\n".join(validation))
+                                + _too_large(self.ep, "\n".join(validation)) + "\n" + "\n".join(validation))
         if answer["log"] is not None:  # a new session: its creation log says where the nodes went
             self._sessions[session_key] = (
                 tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
@@ -452,12 +459,6 @@ def _live_page(ep_browser: EpBrowser) -> HarnessPage:
     return ep_browser.page()
 
 
-def _culprits(ep: ExecutionProvider, model: ModelFiles, specs: list[dict], error: str) -> str:
-    """Lines naming what ORT's message leaves implicit: a size beyond the EP's limits, inputs unlike the model's."""
-    notes = (_too_large(ep, error), _input_mismatch(model.path, specs))
-    return "".join(f"\n{note}" for note in notes if note)
-
-
 # What the EPs and the browser say when a tensor or an allocation is beyond their limits.
 _GPU_BUFFER_LIMIT = re.compile(r"(?:Buffer|Binding) size \((\d+)\) (?:exceeds|is larger than) the (max[a-z ]+?) \((\d+)\)")
 _WEBNN_TENSOR_LIMIT = re.compile(r"tensor size (\d+) exceeds the size limit (\d+)")
@@ -466,21 +467,23 @@ _WASM_MEMORY_ERRORS = ("std::bad_alloc", "SafeIntOnOverflow", "Out of memory", "
                        "Array buffer allocation failed")
 
 
-def _too_large(ep: ExecutionProvider, error: str) -> str | None:
+def _too_large(ep: ExecutionProvider, error: str) -> str:
+    """A line (newline first) saying the model is too large for the EP when ORT's or the browser's text says so
+    in its own terms; "" otherwise."""
     if match := _GPU_BUFFER_LIMIT.search(error):
         size, limit_name, limit = int(match[1]), match[2].removesuffix(" limit"), int(match[3])
-        return (f"the model is too large for {ep.id} here: it needs a GPU buffer of {_bytes(size)}, "
+        return (f"\nthe model is too large for {ep.id} here: it needs a GPU buffer of {_bytes(size)}, "
                 f"beyond this device's {limit_name} of {_bytes(limit)}")
     if match := _WEBNN_TENSOR_LIMIT.search(error):
-        return (f"the model is too large for {ep.id}: one of its tensors is {_bytes(int(match[1]))}, "
+        return (f"\nthe model is too large for {ep.id}: one of its tensors is {_bytes(int(match[1]))}, "
                 f"and WebNN takes at most {_bytes(int(match[2]))} per tensor")
     if match := _KERNEL_OUTPUT.search(error):
-        return (f"the model is too large for {ep.id}: onnxruntime-web could not allocate a kernel's output "
+        return (f"\nthe model is too large for {ep.id}: onnxruntime-web could not allocate a kernel's output "
                 f"of shape {match[1]}")
     if any(text in error for text in _WASM_MEMORY_ERRORS):
-        return (f"the model is too large for {ep.id}: an allocation failed in onnxruntime-web's WebAssembly memory, "
+        return (f"\nthe model is too large for {ep.id}: an allocation failed in onnxruntime-web's WebAssembly memory, "
                 "which is 32-bit (at most 4 GiB for the model, its weights and the tensors of CPU kernels)")
-    return None
+    return ""
 
 
 def _bytes(count: int) -> str:
@@ -495,55 +498,74 @@ _ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: 
                9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
 
 
-def _input_mismatch(path: Path, specs: list[dict]) -> str | None:
-    """The model's inputs beside those given, when they differ: ORT names one problem, not what the model expects."""
-    graph = _read_graph(path)
-    if graph is None:
+@dataclass(frozen=True)
+class _DeclaredInput:
+    """A graph input as the model declares it: dtype None and dims None where it does not say."""
+
+    name: str
+    kind: str  # "tensor"; "sequence", "map", "optional": what onnxruntime-web cannot feed; "unknown"
+    dtype: str | None
+    dims: tuple[int | str, ...] | None  # int where fixed, the symbol (or "?") where not
+    optional: bool  # an initializer backs it
+
+    def describe(self) -> str:
+        if self.kind not in ("tensor", "unknown"):
+            return f"{self.name}: {self.kind}"
+        shape = f"[{', '.join(map(str, self.dims))}]" if self.dims is not None else "any shape"
+        return f"{self.name}: {self.dtype or 'any type'} {shape}" + (" (optional)" if self.optional else "")
+
+    def problems(self, spec: dict) -> list[str]:
+        found = []
+        if self.kind not in ("tensor", "unknown"):
+            found.append(f"{self.name!r} is a {self.kind} input, which onnxruntime-web cannot feed")
+        elif self.dtype and self.dtype != spec["dtype"]:
+            found.append(f"{self.name!r} is {spec['dtype']}, the model takes {self.dtype}")
+        if self.dims is not None and (len(self.dims) != len(spec["shape"]) or any(
+                isinstance(d, int) and d != size for d, size in zip(self.dims, spec["shape"]))):
+            found.append(f"{self.name!r} has shape {spec['shape']}, the model takes [{', '.join(map(str, self.dims))}]")
+        return found
+
+
+def _input_mismatch(model: ModelFiles, specs: list[dict]) -> str | None:
+    """What is wrong with the inputs given, beside what the model expects; None when they fit its declaration.
+
+    Checked before the page runs them: ORT would refuse them too, naming one problem and not what it
+    expects, and WebNN keeps a refused input's shape in the session, failing every later run of the model.
+    """
+    declared = _declared_inputs(model.path, model.sha256)
+    if declared is None:  # an .ort model, or one onnx cannot parse: ORT will say what is wrong
         return None
-    optional = {tensor.name for tensor in graph.initializer}
-    declared = {value.name: value for value in graph.input}
+    by_name = {value.name: value for value in declared}
     given = {spec["name"]: spec for spec in specs}
-    problems = [f"input {name!r} is missing" for name in declared if name not in given and name not in optional]
-    problems += [f"the model has no input {name!r}" for name in given if name not in declared]
-    problems += [problem for name, spec in given.items() if name in declared
-                 for problem in _spec_problems(declared[name], spec)]
+    problems = [f"input {value.name!r} is missing" for value in declared if value.name not in given and not value.optional]
+    problems += [f"the model has no input {name!r}" for name in given if name not in by_name]
+    problems += [problem for name, spec in given.items() if name in by_name for problem in by_name[name].problems(spec)]
     if not problems:
         return None
-    expected = [f"  {_describe(value)}" + (" (optional: it has an initializer)" if value.name in optional else "")
-                for value in graph.input]
     return "\n".join([
         "the inputs do not match the model: " + "; ".join(problems),
-        "the model expects:", *expected,
+        "the model expects:", *(f"  {value.describe()}" for value in declared),
         "given: " + (", ".join(f"{spec['name']}: {spec['dtype']} {spec['shape']}" for spec in specs) or "no inputs"),
     ])
 
 
-def _spec_problems(value, spec: dict) -> list[str]:
-    name, tensor = spec["name"], value.type.tensor_type
-    problems = []
-    if tensor.elem_type and _type_name(tensor.elem_type) != spec["dtype"]:
-        problems.append(f"{name!r} is {spec['dtype']}, the model takes {_type_name(tensor.elem_type)}")
-    if tensor.HasField("shape"):
-        dims = [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim]
-        if len(dims) != len(spec["shape"]) or any(d is not None and d != s for d, s in zip(dims, spec["shape"])):
-            problems.append(f"{name!r} has shape {spec['shape']}, the model takes {_shape(tensor)}")
-    return problems
-
-
-def _describe(value) -> str:
-    kind = value.type.WhichOneof("value")
-    if kind != "tensor_type":
-        return f"{value.name}: {(kind or 'unknown').removesuffix('_type')}"
-    tensor = value.type.tensor_type
-    return f"{value.name}: {_type_name(tensor.elem_type)} {_shape(tensor) if tensor.HasField('shape') else 'any shape'}"
-
-
-def _type_name(elem_type: int) -> str:
+@functools.lru_cache(maxsize=64)
+def _declared_inputs(path: Path, sha256: str) -> tuple[_DeclaredInput, ...] | None:
+    """The graph's inputs, parsed once per model content (`sha256` is in the cache key: an edited file is read again)."""
+    graph = _read_graph(path)
+    if graph is None:
+        return None
     from onnx import TensorProto
 
-    return _ONNX_TYPES.get(elem_type) or TensorProto.DataType.Name(elem_type).lower()
-
-
-def _shape(tensor) -> str:
-    dims = [str(dim.dim_value) if dim.HasField("dim_value") else dim.dim_param or "?" for dim in tensor.shape.dim]
-    return f"[{', '.join(dims)}]"
+    initializers = {tensor.name for tensor in graph.initializer}
+    declared = []
+    for value in graph.input:
+        kind = (value.type.WhichOneof("value") or "unknown").removesuffix("_type")
+        tensor = value.type.tensor_type
+        dtype = dims = None
+        if kind == "tensor" and tensor.elem_type:
+            dtype = _ONNX_TYPES.get(tensor.elem_type) or TensorProto.DataType.Name(tensor.elem_type).lower()
+        if kind == "tensor" and tensor.HasField("shape"):
+            dims = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?" for dim in tensor.shape.dim)
+        declared.append(_DeclaredInput(value.name, kind, dtype, dims, value.name in initializers))
+    return tuple(declared)

@@ -6,12 +6,24 @@ test. It serves the harness, the onnxruntime-web files, the model files tests
 registered, and one-shot tensor mailboxes. Every response carries the
 COOP/COEP headers that make the page cross-origin isolated (multi-threaded
 wasm needs it).
+
+Nothing is served by mapping a URL onto a folder: a request's path is looked
+up as an exact key among the files registered, so `..`, `%2e%2e` or an
+absolute path in a URL can only miss. Registering is the boundary, and it
+refuses what would leave a file's folder: routes with `..` or empty parts (an
+external data location such as `../../etc/passwd` or `/etc/passwd`) and
+symlinks that point out of their folder. Files are opened without following a
+symlink swapped in after registration, and only mailboxes the server issued
+accept a PUT, once.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
+import shutil
+import stat
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,22 +31,26 @@ from pathlib import Path
 
 HARNESS_DIR = Path(__file__).parent / "js"
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm"}
+HOST = "127.0.0.1"
+COPY_CHUNK = 1 << 20
 
 
 class HarnessServer:
     def __init__(self, ort_dist: Path):
         self.token = secrets.token_urlsafe(16)
         self._files: dict[str, Path] = {
-            "index.html": HARNESS_DIR / "index.html",
-            "harness.js": HARNESS_DIR / "harness.js",
+            "index.html": (HARNESS_DIR / "index.html").resolve(),
+            "harness.js": (HARNESS_DIR / "harness.js").resolve(),
         }
         for path in ort_dist.iterdir():
-            self._files[f"ort/{path.name}"] = path
+            if path.is_file() and _inside_own_folder(path):  # a stray symlink out of the cache is not served
+                self._files[f"ort/{path.name}"] = path.resolve()
         self._blobs: dict[str, list] = {}
+        self._mailboxes: set[str] = set()
         self._received: dict[str, bytearray] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = ThreadingHTTPServer((HOST, 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="browserml-server", daemon=True)
         self._thread.start()
@@ -48,9 +64,22 @@ class HarnessServer:
         return self.base_url + route
 
     def register_file(self, route: str, path: Path) -> str:
-        """Serve `path` at `route` (e.g. models/<sha256>/model.onnx) and return its URL."""
+        """Serve `path` at `route` (e.g. models/<sha256>/model.onnx) and return its URL.
+
+        Raises ValueError for a route with `..` or empty parts and for a symlink that leads
+        out of its folder: a model's external data must not reach other files. A `.` part
+        is dropped, as the browser drops it from the URL.
+        """
+        parts = [part for part in route.split("/") if part != "."]
+        if any(part in ("", "..") for part in parts) or "\\" in route:
+            raise ValueError(f"pytest-browserml does not serve {path} at {route!r}: the route has a '..' or "
+                             "empty part (an external data location outside the model's folder?)")
+        route = "/".join(parts)
+        if not _inside_own_folder(path):
+            raise ValueError(f"pytest-browserml does not serve {path}: it is a symlink to {path.resolve()}, "
+                             "outside its folder")
         with self._lock:
-            self._files[route] = path
+            self._files[route] = path.resolve()
         return self.url(route)
 
     def offer(self, parts: list) -> str:
@@ -61,18 +90,25 @@ class HarnessServer:
         return self.url(key)
 
     def mailbox(self) -> str:
-        """A URL the page PUTs bytes to; collect them with `collect`."""
-        return self.url(f"tensors/{next(self._ids)}")
+        """A URL the page PUTs bytes to, once; collect them with `collect`."""
+        key = f"tensors/{next(self._ids)}"
+        with self._lock:
+            self._mailboxes.add(key)
+        return self.url(key)
 
     def collect(self, url: str) -> bytearray | None:
+        """The bytes PUT to a mailbox (None if nothing came); the mailbox is closed either way."""
+        key = url.removeprefix(self.base_url)
         with self._lock:
-            return self._received.pop(url.removeprefix(self.base_url), None)
+            self._mailboxes.discard(key)
+            return self._received.pop(key, None)
 
     def discard(self, *urls: str) -> None:
         with self._lock:
             for url in urls:
                 key = url.removeprefix(self.base_url)
                 self._blobs.pop(key, None)
+                self._mailboxes.discard(key)
                 self._received.pop(key, None)
 
     def close(self) -> None:
@@ -88,13 +124,38 @@ class HarnessServer:
         with self._lock:
             return self._files.get(key)
 
+    def _open_mailbox(self, key: str) -> bool:
+        """Whether `key` is a mailbox waiting for its one PUT; it takes no other."""
+        with self._lock:
+            if key not in self._mailboxes:
+                return False
+            self._mailboxes.remove(key)
+            return True
+
     def _store(self, key: str, data: bytearray) -> None:
         with self._lock:
             self._received[key] = data
 
 
+def _inside_own_folder(path: Path) -> bool:
+    """False for a symlink (or a path through `..`) that resolves outside the folder it sits in."""
+    return path.resolve().is_relative_to(path.parent.resolve())
+
+
+def _open_regular(path: Path):
+    """The registered file opened for reading, or None if it is gone, is no regular file or became a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return open(fd, "rb")
+
+
 def _handler_for(server: HarnessServer):
-    prefix = f"/{server.token}/"
+    token = server.token.encode()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -109,20 +170,31 @@ def _handler_for(server: HarnessServer):
                 self._respond(HTTPStatus.OK, "application/octet-stream", blob)
                 return
             path = server._file(key or "index.html")
-            if path is None or not path.is_file():
+            handle = _open_regular(path) if path else None
+            if handle is None:
                 self._respond(HTTPStatus.NOT_FOUND, "text/plain", [b"not served"])
                 return
-            with open(path, "rb") as handle:
-                self._respond(HTTPStatus.OK, CONTENT_TYPES.get(path.suffix, "application/octet-stream"), [handle.read()])
+            with handle:
+                size = os.fstat(handle.fileno()).st_size
+                self._headers(HTTPStatus.OK, CONTENT_TYPES.get(path.suffix, "application/octet-stream"), size)
+                shutil.copyfileobj(handle, self.wfile, COPY_CHUNK)  # a model of GBs is never held in memory
 
         def do_PUT(self):
             key = self._key()
             if key is None:
                 return
-            if not key.startswith("tensors/"):
-                self._respond(HTTPStatus.FORBIDDEN, "text/plain", [b"read-only"])
+            if not server._open_mailbox(key):
+                self._respond(HTTPStatus.FORBIDDEN, "text/plain", [b"not a mailbox waiting for data"])
+                self.close_connection = True  # its body, if any, is not read
                 return
-            length = int(self.headers.get("Content-Length", 0))
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._respond(HTTPStatus.LENGTH_REQUIRED, "text/plain", [b"Content-Length required"])
+                self.close_connection = True
+                return
             data = bytearray(length)
             view, received = memoryview(data), 0
             while received < length:
@@ -130,27 +202,35 @@ def _handler_for(server: HarnessServer):
                 if not n:
                     break
                 received += n
+            if received < length:  # the page went away mid-upload: no half payload to decode
+                self.close_connection = True
+                return
             server._store(key, data)
             self._respond(HTTPStatus.NO_CONTENT, "text/plain", [])
 
         def _key(self) -> str | None:
+            """The route after `/<token>/`, or None once a 404 has been sent."""
             path = self.path.split("?", 1)[0]
-            if not path.startswith(prefix):
+            given, slash, key = path.removeprefix("/").partition("/")
+            if not (path.startswith("/") and slash and secrets.compare_digest(given.encode(), token)):
                 self._respond(HTTPStatus.NOT_FOUND, "text/plain", [b"not served"])
                 return None
-            return path[len(prefix):]
+            return key
 
         def _respond(self, status, content_type, parts):
+            self._headers(status, content_type, sum(len(memoryview(p).cast("B")) for p in parts))
+            for part in parts:
+                self.wfile.write(part)
+
+        def _headers(self, status, content_type, length: int):
             self.send_response(status)
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(sum(len(memoryview(p).cast("B")) for p in parts)))
+            self.send_header("Content-Length", str(length))
             self.send_header("Cross-Origin-Opener-Policy", "same-origin")
             self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
             self.send_header("Cross-Origin-Resource-Policy", "same-origin")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            for part in parts:
-                self.wfile.write(part)
 
         def log_message(self, format, *args):  # keep pytest's output clean
             pass

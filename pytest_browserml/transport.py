@@ -7,6 +7,7 @@ sides view each tensor in place: no JSON number lists, one copy per direction.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,27 +65,50 @@ def encode(tensors: Mapping[str, Any]) -> tuple[list[dict], list[memoryview]]:
 
 
 def decode(specs: list[dict], payload: bytes | bytearray) -> dict[str, np.ndarray]:
-    """numpy arrays with the exact dtype and shape the page reported, viewing `payload`."""
+    """numpy arrays with the exact dtype and shape the page reported, viewing `payload`.
+
+    Raises TransportError, naming the output, for any spec the payload does not match.
+    """
     tensors: dict[str, np.ndarray] = {}
     for spec in specs:
-        name, shape = spec["name"], tuple(int(d) for d in spec["shape"])
-        if spec["dtype"] == "string":
-            tensors[name] = np.array(spec["values"], dtype=object).reshape(shape)
-            continue
-        dtype = NUMPY_TYPES.get(spec["dtype"])
-        if dtype is None:
-            raise TransportError(f"output {name!r} has type {spec['dtype']!r}, which pytest-browserml cannot read")
-        count = spec["nbytes"] // dtype.itemsize
-        if spec["offset"] + spec["nbytes"] > len(payload) or count != int(np.prod(shape, dtype=np.int64)):
-            raise TransportError(f"output {name!r}: payload does not hold {shape} {dtype} at offset {spec['offset']}")
-        tensors[name] = np.frombuffer(payload, dtype=dtype.newbyteorder("<"), count=count, offset=spec["offset"]).astype(
-            dtype, copy=False
-        ).reshape(shape)
+        name = spec.get("name") if isinstance(spec, dict) else None
+        try:
+            tensors[name] = _decode_one(spec, payload)
+        except TransportError:
+            raise
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise TransportError(f"output {name!r}: malformed spec {spec!r} ({type(error).__name__}: {error})") from None
     return tensors
 
 
+def _decode_one(spec: dict, payload: bytes | bytearray) -> np.ndarray:
+    name, shape = spec["name"], tuple(int(d) for d in spec["shape"])
+    if not isinstance(name, str) or any(d < 0 for d in shape):
+        raise ValueError("the name must be a string and every dimension >= 0")
+    count = math.prod(shape)
+    if spec["dtype"] == "string":
+        values = spec["values"]
+        if not isinstance(values, list) or len(values) != count or not all(isinstance(v, str) for v in values):
+            raise TransportError(f"output {name!r}: {len(values)} string values do not fill shape {shape}")
+        array = np.empty(count, dtype=object)
+        array[:] = values
+        return array.reshape(shape)
+    dtype = NUMPY_TYPES.get(spec["dtype"])
+    if dtype is None:
+        raise TransportError(f"output {name!r} has type {spec['dtype']!r}, which pytest-browserml cannot read")
+    offset, nbytes = int(spec["offset"]), int(spec["nbytes"])
+    if offset < 0 or offset + nbytes > len(payload) or nbytes != count * dtype.itemsize:
+        raise TransportError(f"output {name!r}: payload does not hold {shape} {dtype} at offset {spec['offset']}")
+    return np.frombuffer(payload, dtype=dtype.newbyteorder("<"), count=count, offset=offset).astype(
+        dtype, copy=False
+    ).reshape(shape)
+
+
 def _as_array(name: str, value: Any) -> np.ndarray:
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists and the like
+        raise TransportError(f"input {name!r} is not a tensor: {error}") from None
     if array.dtype.kind in "OUS":
         return array
     if array.dtype.newbyteorder("=") not in ORT_TYPES:
@@ -100,4 +124,7 @@ def _strings(name: str, array: np.ndarray) -> list[str]:
     for value in values:
         if not isinstance(value, (str, bytes)):
             raise TransportError(f"input {name!r} is an object array holding {type(value).__name__}, not strings")
-    return [value.decode() if isinstance(value, bytes) else value for value in values]
+    try:
+        return [value.decode() if isinstance(value, bytes) else value for value in values]
+    except UnicodeDecodeError as error:
+        raise TransportError(f"input {name!r} holds bytes that are not UTF-8 text: {error}") from None
