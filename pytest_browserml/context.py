@@ -21,7 +21,7 @@ def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider) -> EpBrowser
         ep_browser = runtime.browser_for(ep)
         probe = ep_browser.probe()
     except (ProvisionError, BrowserSetupError) as error:
-        pytest.fail(str(error), pytrace=False)
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
     if not probe["ok"]:
         message = f"{ep.id} cannot run in this browser: {probe['reason']}"
         if runtime.settings.strict:

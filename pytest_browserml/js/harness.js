@@ -253,6 +253,7 @@ export async function run(request) {
       memory: memoryPeaks(), transfer: { inputMs, outputMs }, profile,
     };
   } catch (error) {
+    if (entry && !sessions.has(request.sessionKey)) entry.session.release(); // its first run failed: not kept
     return { ok: false, cached, error: String(error?.message ?? error), log: entry?.log ?? error?.browsermlLog ?? [] };
   }
 }
