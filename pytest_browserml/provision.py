@@ -143,7 +143,7 @@ def _manifest(folder: Path) -> dict[str, dict]:
         if path.is_file() and not path.is_symlink():
             stat = path.stat()
             files[path.relative_to(folder).as_posix()] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                                                          "sha256": _sha256(path)}
+                                                          "sha256": file_sha256(path)}
     return files
 
 
@@ -173,13 +173,13 @@ def _damage(folder: Path) -> str | None:
             return f"{path} has {stat.st_size} bytes, {size} when installed"
         if stat.st_mtime_ns == mtime_ns or _HASHED.get(path) == (stat.st_size, stat.st_mtime_ns):
             continue
-        if _sha256(path) != sha256:
+        if file_sha256(path) != sha256:
             return f"{path} differs from the file installed (sha256 mismatch)"
         _HASHED[path] = (stat.st_size, stat.st_mtime_ns)
     return None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 22):

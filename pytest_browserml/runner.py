@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-import hashlib
 import itertools
 import os
 import re
@@ -145,7 +144,7 @@ class Runtime:
         stat = path.stat()
         key = (path, stat.st_mtime_ns, stat.st_size)
         if key not in self._models:
-            sha256 = _file_sha256(path)
+            sha256 = provision.file_sha256(path)
             route = f"models/{sha256}"
             graph = _read_graph(path)
             external = tuple(
@@ -394,14 +393,6 @@ class BrowserML:
             if candidate.is_file():
                 return candidate.resolve()
         raise FileNotFoundError(f"file not found: {path} (looked at {', '.join(map(str, candidates))})")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_graph(path: Path):
