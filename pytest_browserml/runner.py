@@ -27,7 +27,7 @@ from . import budgets, golden_check, images
 from . import profile as profiles
 from . import placement as placement_log
 from . import provision, remote, stats, transport
-from .budgets import Budget
+from .budgets import FIGURES, Budget
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .golden_check import GoldenPolicy, GoldenTarget
 from .page import HarnessPage, PageFailure
@@ -312,6 +312,11 @@ class EpBrowser:
     def _where(self, model: ModelFiles) -> str:
         return f"{model.path} on {self.ep.id}"
 
+    def fresh_page(self) -> None:
+        """Start over in a new page: no cached sessions, no memory left by earlier tests."""
+        if self._page is not None:
+            self._page.close()
+
     def close(self) -> None:
         if self._browser is not None:
             try:
@@ -334,6 +339,9 @@ class BrowserML:
         self._golden_policy = golden_policy
         self._budgets = budgets or {}
         self._on_result = on_result
+        # Memory only grows in a page and cached sessions keep theirs: a memory budget is
+        # measured in a page of the test's own.
+        self._needs_fresh_page = any(FIGURES[name].kind == "size" for name in self._budgets)
 
     @property
     def ep(self) -> str:
@@ -353,6 +361,9 @@ class BrowserML:
         """
         __tracebackhide__ = True
         files = self._ep_browser.runtime.model_files(self.resolve(model))
+        if self._needs_fresh_page:
+            self._ep_browser.fresh_page()
+            self._needs_fresh_page = False
         result = self._ep_browser.run(
             files,
             inputs,

@@ -294,7 +294,7 @@ BUNDLE = "dist/ort.all.min.mjs"
 def test_an_intact_cache_is_checked_without_hashing(cache, monkeypatch):
     marker = json.loads((cache / provision.COMPLETE_MARKER).read_text())
     assert BUNDLE in marker["files"] and marker["integrity"].startswith("sha512-")
-    monkeypatch.setattr(provision, "_sha256", lambda path: pytest.fail(f"hashed {path}"))
+    monkeypatch.setattr(provision, "file_sha256", lambda path: pytest.fail(f"hashed {path}"))
     assert provision.ort_web(fetch=False).dist == cache / "dist"
 
 
@@ -303,8 +303,8 @@ def test_a_touched_but_unchanged_cache_is_hashed_once_per_process(cache, monkeyp
     for path in (cache / "dist").iterdir():
         os.utime(path)  # e.g. a CI cache restored without mtimes
     hashed = []
-    real = provision._sha256
-    monkeypatch.setattr(provision, "_sha256", lambda path: hashed.append(path) or real(path))
+    real = provision.file_sha256
+    monkeypatch.setattr(provision, "file_sha256", lambda path: hashed.append(path) or real(path))
     provision.ort_web(fetch=False)
     assert len(hashed) == len(list((cache / "dist").iterdir()))
     provision.ort_web(fetch=False)
