@@ -20,6 +20,8 @@ import pytest
 from .browser import ExecutionProvider
 from .compare import OutputComparison, compare_outputs
 from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
+from .golden_check import GoldenRecord
+from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, run_entry
 from .runner import ModelRunError
 from .tolerances import BUILTIN, resolve
 from .transport import TransportError
@@ -64,6 +66,8 @@ class OnnxDataSet(pytest.Item):
         self.ep = ep
 
     def runtest(self) -> None:
+        test = self.nodeid.rpartition("[")[0]
+        self.user_properties += [(EP_PROPERTY, self.ep.id), (TEST_PROPERTY, test)]  # rows of the reports
         input_names, output_names = _graph_names(self.model)
         inputs = self._read_tensors("input", input_names)
         expected = self._read_tensors("output", output_names)
@@ -74,11 +78,14 @@ class OnnxDataSet(pytest.Item):
             result = ep_browser.run(model_files, feeds, warmup=0, iterations=1)
         except TransportError as error:  # e.g. bfloat16: no onnxruntime-web tensor type carries it
             pytest.skip(f"{self.path.name}: {error}")
+        self.user_properties.append((RUN_PROPERTY, run_entry(test, result)))
         layers = [BUILTIN, *self.config.stash[PROJECT_TOLERANCE_KEY]]
         comparisons = compare_outputs(
             result.outputs, {name: array for name, (_, array) in expected.items()},
             lambda name, dtype: resolve(layers, ep=self.ep.id, dtype=dtype, output=name),
         )
+        self.user_properties.append(
+            (GOLDEN_PROPERTY, GoldenRecord(str(self.data_set), self.ep.id, comparisons=tuple(comparisons)).to_json()))
         if not all(comparison.passed for comparison in comparisons):
             goldens = {name: file for name, (file, _) in expected.items()}
             raise OnnxCaseError(self._mismatch_text(comparisons, goldens))

@@ -15,7 +15,7 @@ from .budgets import resolve as resolve_budgets
 from .context import PROJECT_BUDGET_KEY, PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .golden_check import GoldenPolicy, GoldenRecord, GoldenTarget
 from .golden_report import GoldenLedger
-from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, ReportLedger
+from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, ReportLedger, run_entry
 from .runner import BrowserML, Runtime, Settings
 from .tolerances import ToleranceError, ToleranceLayer
 
@@ -115,11 +115,9 @@ def _on_result(request: pytest.FixtureRequest, test: str):
 
     def on_result(result) -> None:
         __tracebackhide__ = True
-        entry = baselines.entry_of(test, result)
+        entry = run_entry(test, result)
         node.user_properties += [
-            (RUN_PROPERTY, {**entry, "model": str(result.model), "device": result.environment.device,
-                            "fallback_nodes": result.placement.fallback_count,
-                            "nodes_per_provider": result.placement.nodes_per_provider}),
+            (RUN_PROPERTY, entry),
             # flat figures for JUnit XML's <properties>, which CI dashboards read
             *((f"browserml_{name}", value) for name, value in entry["figures"].items()),
             ("browserml_fallback_nodes", result.placement.fallback_count),

@@ -69,6 +69,13 @@ class TestRow:
         return _finite(asdict(self))
 
 
+def run_entry(test: str, result) -> dict:
+    """What one run adds to its test's report: the baseline entry and the placement, and where it ran."""
+    return {**baselines.entry_of(test, result), "model": str(result.model), "device": result.environment.device,
+            "fallback_nodes": result.placement.fallback_count,
+            "nodes_per_provider": result.placement.nodes_per_provider}
+
+
 def ep_of(report: pytest.TestReport) -> str | None:
     return next((value for key, value in report.user_properties if key == EP_PROPERTY), None)
 

@@ -180,7 +180,9 @@ async function createSession(request) {
   const started = performance.now();
   try {
     const session = await ort.InferenceSession.create(request.modelUrl, sessionOptions(request));
-    return { session, createMs: performance.now() - started, log, firstRunMs: null };
+    const createMs = performance.now() - started;
+    // only what Python reads (placement, warnings, errors): the full log is ~150 lines a session
+    return { session, createMs, log: log.filter((line) => KEPT_LOG.test(line)), firstRunMs: null };
   } catch (error) {
     throw Object.assign(error instanceof Error ? error : new Error(String(error)), { browsermlLog: log });
   } finally {
@@ -189,6 +191,7 @@ async function createSession(request) {
 }
 
 const RUN_OPTIONS = { logSeverityLevel: 2 };
+const KEPT_LOG = /VerifyEachNodeIsAssignedToAnEp|\[W:|\[E:|removing requested execution provider/;
 
 function memoryPeaks() {
   return {
