@@ -70,10 +70,6 @@ class ModelFiles:
     external_data: tuple[dict, ...]  # [{"path": location, "data": url}] for ORT's externalData option
     symbolic_inputs: Mapping[str, tuple[str | None, ...]]  # input name -> dimension names (None where fixed)
 
-    @property
-    def session_key(self) -> str:
-        return self.sha256
-
     def dimensions_of(self, input_specs: list[dict]) -> dict[str, int]:
         """Values of the model's symbolic dimensions in these inputs (for ORT's freeDimensionOverrides)."""
         values = {}
@@ -231,7 +227,7 @@ class EpBrowser:
         input_bytes = sum(part.nbytes for part in parts)
         # WebNN builds a graph of static shapes: fix the model's symbolic dimensions from these inputs.
         free_dimensions = model.dimensions_of(specs) if self.ep.name == "webnn" else {}
-        session_key = f"{model.session_key}|{self.ep.id}|{free_dimensions}" + ("|profile" if profile else "")
+        session_key = f"{model.sha256}|{self.ep.id}|{free_dimensions}" + ("|profile" if profile else "")
         request = {
             "sessionKey": session_key,
             "modelUrl": model.url,
