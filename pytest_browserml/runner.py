@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import itertools
 import os
 import re
@@ -68,14 +67,15 @@ class ModelFiles:
     sha256: str
     url: str
     external_data: tuple[dict, ...]  # [{"path": location, "data": url}] for ORT's externalData option
-    symbolic_inputs: Mapping[str, tuple[str | None, ...]]  # input name -> dimension names (None where fixed)
+    inputs: tuple[_DeclaredInput, ...] | None  # as the graph declares them; None for .ort (or unparsable) models
 
     def dimensions_of(self, input_specs: list[dict]) -> dict[str, int]:
         """Values of the model's symbolic dimensions in these inputs (for ORT's freeDimensionOverrides)."""
+        declared = {value.name: value.dims or () for value in self.inputs or ()}
         values = {}
         for spec in input_specs:
-            for dimension, size in zip(self.symbolic_inputs.get(spec["name"], ()), spec["shape"]):
-                if dimension:
+            for dimension, size in zip(declared.get(spec["name"], ()), spec["shape"]):
+                if isinstance(dimension, str) and dimension != "?":
                     values[dimension] = size
         return dict(sorted(values.items()))
 
@@ -148,7 +148,7 @@ class Runtime:
                 for location in _external_data_locations(graph)
             )
             url = self.server.register_file(f"{route}/{path.name}", path)
-            self._models[key] = ModelFiles(path, sha256, url, external, _symbolic_inputs(graph))
+            self._models[key] = ModelFiles(path, sha256, url, external, _declared_inputs(graph))
         return self._models[key]
 
     def close(self) -> None:
@@ -435,15 +435,6 @@ def _external_data_locations(graph) -> list[str]:
     })
 
 
-def _symbolic_inputs(graph) -> dict[str, tuple[str | None, ...]]:
-    if graph is None:
-        return {}
-    return {
-        value.name: tuple(dim.dim_param or None for dim in value.type.tensor_type.shape.dim)
-        for value in graph.input
-    }
-
-
 def _live_page(ep_browser: EpBrowser) -> HarnessPage:
     """The EP's page, in a relaunched browser if the browser died since the last call.
 
@@ -530,7 +521,7 @@ def _input_mismatch(model: ModelFiles, specs: list[dict]) -> str | None:
     Checked before the page runs them: ORT would refuse them too, naming one problem and not what it
     expects, and WebNN keeps a refused input's shape in the session, failing every later run of the model.
     """
-    declared = _declared_inputs(model.path, model.sha256)
+    declared = model.inputs
     if declared is None:  # an .ort model, or one onnx cannot parse: ORT will say what is wrong
         return None
     by_name = {value.name: value for value in declared}
@@ -547,10 +538,8 @@ def _input_mismatch(model: ModelFiles, specs: list[dict]) -> str | None:
     ])
 
 
-@functools.lru_cache(maxsize=64)
-def _declared_inputs(path: Path, sha256: str) -> tuple[_DeclaredInput, ...] | None:
-    """The graph's inputs, parsed once per model content (`sha256` is in the cache key: an edited file is read again)."""
-    graph = _read_graph(path)
+def _declared_inputs(graph) -> tuple[_DeclaredInput, ...] | None:
+    """The graph's inputs as it declares them (read with the rest of the model, once per file version)."""
     if graph is None:
         return None
     from onnx import TensorProto
