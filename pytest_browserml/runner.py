@@ -191,6 +191,8 @@ class EpBrowser:
                                     f"{error.message.splitlines()[0]}") from None
 
     def _open_page(self) -> HarnessPage:
+        if self._page is not None and not self._page.browser_alive:
+            self.close()  # Playwright learns of a killed browser only when it next talks to it
         if self._browser is None or not self._browser.is_connected():
             self._browser = self.runtime.browser(self.ep)
             self._page = None
@@ -245,7 +247,7 @@ class EpBrowser:
             request["inputBase64"] = base64.b64encode(b"".join(parts)).decode()
         else:
             request["inputUrl"] = server.offer(parts)
-        page = _live_page(self)
+        page = self.page()
         page.new_console_lines()  # what earlier runs left behind is not this run's
         page.processes.reset_peak_rss()
         try:
@@ -433,19 +435,6 @@ def _external_data_locations(graph) -> list[str]:
         for entry in tensor.external_data
         if entry.key == "location"
     })
-
-
-def _live_page(ep_browser: EpBrowser) -> HarnessPage:
-    """The EP's page, in a relaunched browser if the browser died since the last call.
-
-    Playwright learns of a killed browser only when it next talks to it, which would fail
-    this run for what happened before it.
-    """
-    page = ep_browser.page()
-    if page.browser_alive:
-        return page
-    ep_browser.close()
-    return ep_browser.page()
 
 
 # What the EPs and the browser say when a tensor or an allocation is beyond their limits.
