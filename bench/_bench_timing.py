@@ -86,16 +86,15 @@ def _install() -> None:
                     _current["functions"][label] = _current["functions"].get(label, 0.0) + spent
         return record
 
-    from pytest_browserml import onnx_suite, placement, processes, stats, transport
+    from pytest_browserml import onnx_suite, placement, processes, provision, stats, transport
 
     for owner, name, label in [
-        (onnx_suite, "_graph_names", "onnx_suite._graph_names (onnx.load)"),
         (onnx_suite, "_read_pb", "onnx_suite._read_pb"),
         (onnx_suite, "compare_outputs", "compare_outputs"),
         (onnx_suite, "usable_ep_browser", "context.usable_ep_browser"),
         (runner.Runtime, "model_files", "Runtime.model_files"),
         (runner, "_read_graph", "runner._read_graph (onnx.load)"),
-        (runner, "_file_sha256", "runner._file_sha256"),
+        (provision, "file_sha256", "provision.file_sha256"),
         (placement, "parse", "placement.parse"),
         (transport, "encode", "transport.encode"),
         (transport, "decode", "transport.decode"),
@@ -106,8 +105,6 @@ def _install() -> None:
     ]:
         if hasattr(owner, name):
             _wrap(owner, name, function_timer(label))
-
-    from pytest_browserml import provision
 
     for owner, name, mark in [
         (provision, "ort_web", "provision_ort_web"),

@@ -22,7 +22,7 @@ from .compare import OutputComparison, compare_outputs
 from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .golden_check import GoldenRecord
 from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, run_entry
-from .runner import ModelRunError
+from .runner import ModelFiles, ModelRunError
 from .tolerances import BUILTIN, resolve
 from .transport import TransportError
 
@@ -68,11 +68,11 @@ class OnnxDataSet(pytest.Item):
     def runtest(self) -> None:
         test = self.nodeid.rpartition("[")[0]
         self.user_properties += [(EP_PROPERTY, self.ep.id), (TEST_PROPERTY, test)]  # rows of the reports
-        input_names, output_names = _graph_names(self.model)
-        inputs = self._read_tensors("input", input_names)
-        expected = self._read_tensors("output", output_names)
         ep_browser = usable_ep_browser(self.config, self.ep)
         model_files = self.config.stash[RUNTIME_KEY].model_files(self.model)
+        input_names, output_names = _tensor_names(model_files)
+        inputs = self._read_tensors("input", input_names)
+        expected = self._read_tensors("output", output_names)
         feeds = {name: array for name, (_, array) in inputs.items()}
         try:
             result = ep_browser.run(model_files, feeds, warmup=0, iterations=1)
@@ -145,28 +145,20 @@ def _numbered(folder: Path, prefix: str, suffix: str = "") -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def _graph_names(model: Path) -> tuple[list[str] | None, list[str] | None]:
+def _tensor_names(model: ModelFiles) -> tuple[list[str] | None, list[str] | None]:
     """The graph's input names without initializers, and its output names (ONNX's backend convention).
 
     Skips cases with sequence, optional or map values: onnxruntime-web's API takes and returns tensors only.
     None for a .ort model (or one onnx cannot parse; ORT will say what is wrong with it).
     """
-    import onnx
-
-    if model.suffix != ".onnx":
+    if model.inputs is None or model.outputs is None:
         return None, None
-    try:
-        graph = onnx.load(str(model), load_external_data=False).graph
-    except Exception:
-        return None, None
-    for role, values in (("input", graph.input), ("output", graph.output)):
+    for role, values in (("input", model.inputs), ("output", model.outputs)):
         for value in values:
-            kind = value.type.WhichOneof("value")
-            if kind not in (None, "tensor_type"):
-                pytest.skip(f"{model.parent.name}: {role} {value.name!r} is of {kind.removesuffix('_type')} type, "
+            if value.kind not in ("tensor", "unknown"):
+                pytest.skip(f"{model.path.parent.name}: {role} {value.name!r} is of {value.kind} type, "
                             f"but onnxruntime-web takes and returns tensors only")
-    initializers = {tensor.name for tensor in graph.initializer}
-    return [value.name for value in graph.input if value.name not in initializers], [value.name for value in graph.output]
+    return [value.name for value in model.inputs if not value.optional], [value.name for value in model.outputs]
 
 
 def _read_pb(file: Path, shown: str) -> tuple[str, np.ndarray]:

@@ -53,11 +53,10 @@ class BrowserProcesses:
         total = 0
         for pid in self.all:
             try:
-                status = (PROC / str(pid) / "status").read_text()
-            except OSError:
+                with open(PROC / str(pid) / "status", "rb") as status:
+                    text = status.read()
+                start = text.index(b"VmHWM:") + len(b"VmHWM:")
+                total += int(text[start:text.index(b"kB", start)]) * 1024
+            except (OSError, ValueError):  # gone, or no VmHWM line
                 return None
-            peak = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), None)
-            if peak is None:
-                return None
-            total += int(peak) * 1024
         return total or None

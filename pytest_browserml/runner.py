@@ -67,7 +67,8 @@ class ModelFiles:
     sha256: str
     url: str
     external_data: tuple[dict, ...]  # [{"path": location, "data": url}] for ORT's externalData option
-    inputs: tuple[_DeclaredInput, ...] | None  # as the graph declares them; None for .ort (or unparsable) models
+    inputs: tuple[DeclaredValue, ...] | None  # as the graph declares them; None for .ort (or unparsable) models
+    outputs: tuple[DeclaredValue, ...] | None
 
     def dimensions_of(self, input_specs: list[dict]) -> dict[str, int]:
         """Values of the model's symbolic dimensions in these inputs (for ORT's freeDimensionOverrides)."""
@@ -148,7 +149,7 @@ class Runtime:
                 for location in _external_data_locations(graph)
             )
             url = self.server.register_file(f"{route}/{path.name}", path)
-            self._models[key] = ModelFiles(path, sha256, url, external, _declared_inputs(graph))
+            self._models[key] = ModelFiles(path, sha256, url, external, *_declared_values(graph))
         return self._models[key]
 
     def close(self) -> None:
@@ -172,6 +173,7 @@ class EpBrowser:
         self._browser = None
         self._page: HarnessPage | None = None
         self._probe: dict | None = None
+        self._environment: Environment | None = None
         self._sessions: dict[str, tuple[tuple[str, ...], Placement]] = {}  # session key -> (log, placement)
 
     @property
@@ -208,15 +210,19 @@ class EpBrowser:
         return self._probe
 
     def environment(self) -> Environment:
-        return Environment(
-            ep=self.ep.id,
-            browser=self.runtime.browser_choice.describe() if self.runtime.browser_choice else self.runtime.device,
-            browser_version=self._browser.version,
-            device=f"{self.runtime.device}, {self.page().info['platform']}",
-            ort_web_version=self.page().info["ortVersion"],
-            ort_web_bundle=self.bundle,
-            adapter=Adapter.from_probe(self.probe().get("adapter")),
-        )
+        """What runs the models; the same until the browser is replaced."""
+        if self._environment is None:
+            info = self.page().info
+            self._environment = Environment(
+                ep=self.ep.id,
+                browser=self.runtime.browser_choice.describe() if self.runtime.browser_choice else self.runtime.device,
+                browser_version=self._browser.version,
+                device=f"{self.runtime.device}, {info['platform']}",
+                ort_web_version=info["ortVersion"],
+                ort_web_bundle=self.bundle,
+                adapter=Adapter.from_probe(self.probe().get("adapter")),
+            )
+        return self._environment
 
     def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int,
             profile: bool = False) -> RunResult:
@@ -322,6 +328,7 @@ class EpBrowser:
             except Exception:  # already gone with a crash
                 pass
             self._browser = None
+            self._environment = None
 
 
 class BrowserML:
@@ -477,14 +484,14 @@ _ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: 
 
 
 @dataclass(frozen=True)
-class _DeclaredInput:
-    """A graph input as the model declares it: dtype None and dims None where it does not say."""
+class DeclaredValue:
+    """A graph input or output as the model declares it: dtype None and dims None where it does not say."""
 
     name: str
     kind: str  # "tensor"; "sequence", "map", "optional": what onnxruntime-web cannot feed; "unknown"
     dtype: str | None
     dims: tuple[int | str, ...] | None  # int where fixed, the symbol (or "?") where not
-    optional: bool  # an initializer backs it
+    optional: bool  # an input an initializer backs
 
     def describe(self) -> str:
         if self.kind not in ("tensor", "unknown"):
@@ -527,21 +534,23 @@ def _input_mismatch(model: ModelFiles, specs: list[dict]) -> str | None:
     ])
 
 
-def _declared_inputs(graph) -> tuple[_DeclaredInput, ...] | None:
-    """The graph's inputs as it declares them (read with the rest of the model, once per file version)."""
+def _declared_values(graph) -> tuple[tuple[DeclaredValue, ...] | None, tuple[DeclaredValue, ...] | None]:
+    """The graph's inputs and outputs as it declares them (read with the rest of the model, once per file version)."""
     if graph is None:
-        return None
+        return None, None
+    initializers = {tensor.name for tensor in graph.initializer}
+    return (tuple(_declared(value, value.name in initializers) for value in graph.input),
+            tuple(_declared(value, False) for value in graph.output))
+
+
+def _declared(value, optional: bool) -> DeclaredValue:
     from onnx import TensorProto
 
-    initializers = {tensor.name for tensor in graph.initializer}
-    declared = []
-    for value in graph.input:
-        kind = (value.type.WhichOneof("value") or "unknown").removesuffix("_type")
-        tensor = value.type.tensor_type
-        dtype = dims = None
-        if kind == "tensor" and tensor.elem_type:
-            dtype = _ONNX_TYPES.get(tensor.elem_type) or TensorProto.DataType.Name(tensor.elem_type).lower()
-        if kind == "tensor" and tensor.HasField("shape"):
-            dims = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?" for dim in tensor.shape.dim)
-        declared.append(_DeclaredInput(value.name, kind, dtype, dims, value.name in initializers))
-    return tuple(declared)
+    kind = (value.type.WhichOneof("value") or "unknown").removesuffix("_type")
+    tensor = value.type.tensor_type
+    dtype = dims = None
+    if kind == "tensor" and tensor.elem_type:
+        dtype = _ONNX_TYPES.get(tensor.elem_type) or TensorProto.DataType.Name(tensor.elem_type).lower()
+    if kind == "tensor" and tensor.HasField("shape"):
+        dims = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?" for dim in tensor.shape.dim)
+    return DeclaredValue(value.name, kind, dtype, dims, optional)

@@ -96,6 +96,15 @@ def test_latency_statistics_use_pytest_benchmark_names():
     assert stats.latency([], session_create_ms=None, first_run_ms=None, session_cached=True).median is None
 
 
+@pytest.mark.parametrize("count", [1, 2, 3, 30, 101])
+def test_latency_statistics_agree_with_numpy(count):
+    times = np.random.default_rng(count).exponential(3.0, count)
+    latency = stats.latency(times, session_create_ms=None, first_run_ms=None, session_cached=True)
+    q1, median, q3, p95 = np.percentile(times, [25, 50, 75, 95])
+    assert (latency.median, latency.p95, latency.iqr) == pytest.approx((median, p95, q3 - q1))
+    assert (latency.mean, latency.stddev) == pytest.approx((times.mean(), times.std(ddof=1) if count > 1 else 0.0))
+
+
 # --- budgets and baselines ----------------------------------------------------------
 
 

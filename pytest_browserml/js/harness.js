@@ -2,9 +2,9 @@
 // runs them with in-page timing, and moves tensors as raw bytes over the
 // plugin's local HTTP server (never as JSON number lists).
 //
-// Python drives it through page.evaluate with one plain object per call and
-// gets one plain object back; errors come back as {ok: false, error} so that the
-// test, not the page, decides what failed.
+// Python drives it through page.evaluate with one plain object per call (sent
+// and returned as JSON text) and gets one plain object back; errors come back as
+// {ok: false, error} so that the test, not the page, decides what failed.
 
 let ort = null;
 const sessions = new Map(); // sessionKey -> {session, createMs, firstRunMs, log, placementLog}
