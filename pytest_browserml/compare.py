@@ -8,12 +8,19 @@ buffer).  This module decides pass/fail under an explicit :class:`Tolerance`
 and produces the statistics, worst elements and a one-line diagnosis that make
 a failure readable.  It is pure numpy so it can be tested, and reused by the
 CLI, without pytest or a browser.
+
+Outputs can be hundreds of megabytes, so every statistic is accumulated over
+blocks of a fixed number of elements: besides the two tensors, a comparison
+holds only a few block-sized float64 temporaries.  A tensor that fits in one
+block gets exactly the numbers a whole-array computation would give; larger
+ones differ only in the rounding of sums (means, cosine).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Mapping
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -26,9 +33,14 @@ __all__ = [
     "ulp_distance",
     "cosine_similarity",
     "topk_agreement",
+    "flat_blocks",
 ]
 
 _WORST_LIMIT = 10
+# Elements per block: a float64 temporary of a block is 512 KiB.
+_BLOCK_ELEMENTS = 1 << 16
+# Values sampled from each side for the permutation check of tensors larger than one block.
+_PERMUTATION_SAMPLE = 1024
 _STRING_KINDS = "OUS"
 _FLOAT16_DRIFT_ULP = 8
 # A fitted offset or scale counts as "constant" when what it leaves unexplained
@@ -207,31 +219,17 @@ def compare(name: str, obtained: np.ndarray, expected: np.ndarray, tolerance: To
 
 def _compared(name: str, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> OutputComparison:
     is_float = e.dtype.kind == "f"
-    close = _close(o, e, tolerance)
-    if is_float and _whole_tensor_only(tolerance):
-        within = close | (np.isfinite(o) & np.isfinite(e))
-    else:
-        within = close
-    mismatched = int(e.size - np.count_nonzero(within))
+    totals = _Totals()
+    for start, (o_block, e_block) in flat_blocks(o, e):
+        totals.add(start, o_block, e_block, tolerance)
 
-    o64 = o.astype(np.float64)
-    e64 = e.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = o64 - e64
-    finite = np.isfinite(o64) & np.isfinite(e64)
-    abs_diff = np.abs(diff[finite])
-    abs_expected = np.abs(e64[finite])
-    nonzero = abs_expected > 0
-    rel = abs_diff[nonzero] / abs_expected[nonzero]
-
-    max_ulp = cosine = agreement = None
+    cosine = agreement = None
     if is_float and e.size:
-        if finite.any():
-            max_ulp = int(ulp_distance(o[finite], e[finite]).max())
-        cosine = cosine_similarity(o64[finite], e64[finite])
+        cosine = _cosine(lambda: ((ov, ev) for _, _, ov, ev in _finite_pairs(o, e)))
         if tolerance.topk is not None:
             agreement = topk_agreement(o, e, tolerance.topk, tolerance.topk_axis)
 
+    mismatched = totals.mismatched
     passed = (not e.size) or (
         mismatched / e.size <= tolerance.mismatch_fraction
         and (tolerance.cosine is None or cosine is None or cosine >= tolerance.cosine)
@@ -245,17 +243,160 @@ def _compared(name: str, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> 
         dtype=e.dtype.name,
         size=int(e.size),
         mismatched=mismatched,
-        max_abs_error=float(abs_diff.max()) if abs_diff.size else None,
-        mean_abs_error=float(abs_diff.mean()) if abs_diff.size else None,
-        max_rel_error=float(rel.max()) if rel.size else None,
-        mean_rel_error=float(rel.mean()) if rel.size else None,
-        max_ulp=max_ulp,
+        max_abs_error=totals.abs_max,
+        mean_abs_error=float(totals.abs_sum / totals.finite) if totals.finite else None,
+        max_rel_error=totals.rel_max,
+        mean_rel_error=float(totals.rel_sum / totals.rel_count) if totals.rel_count else None,
+        max_ulp=totals.max_ulp,
         cosine=cosine,
         topk_agreement=agreement,
-        worst=_worst(o, e, diff, ~within),
+        worst=_worst_elements(o, e, totals.worst.positions()),
         problems=(),
-        diagnosis=_diagnose(o, e, o64, e64, diff, finite, close, tolerance),
+        diagnosis=_diagnose(o, e, totals, tolerance),
     )
+
+
+def flat_blocks(*arrays: np.ndarray) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Blocks of equally sized arrays in C order: (flat index of the block's start, one 1-D block per array).
+
+    A block of a C-contiguous array is a view; of any other array, a copy of that
+    block only, never of the whole array.
+    """
+    size = arrays[0].size
+    flats = [array.reshape(-1) if array.flags.c_contiguous else array.flat for array in arrays]
+    for start in range(0, size, _BLOCK_ELEMENTS):
+        stop = min(start + _BLOCK_ELEMENTS, size)
+        yield start, [flat[start:stop] for flat in flats]
+
+
+def _finite_pairs(o: np.ndarray, e: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per block: its start, where both sides are finite, and those elements of each side in float64."""
+    for start, (o_block, e_block) in flat_blocks(o, e):
+        o64 = o_block.astype(np.float64)
+        e64 = e_block.astype(np.float64)
+        finite = np.isfinite(o64) & np.isfinite(e64)
+        yield start, finite, o64[finite], e64[finite]
+
+
+@dataclass
+class _Largest:
+    """The largest magnitudes seen so far (at most the worst-table size), largest first, ties by position."""
+
+    positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    magnitudes: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+
+    def add(self, positions: np.ndarray, magnitudes: np.ndarray) -> None:
+        """Fold in candidates given in ascending position."""
+        if positions.size > _WORST_LIMIT:
+            threshold = np.partition(magnitudes, -_WORST_LIMIT)[-_WORST_LIMIT]
+            above = np.flatnonzero(magnitudes > threshold)
+            tied = np.flatnonzero(magnitudes == threshold)[: _WORST_LIMIT - above.size]
+            keep = np.sort(np.concatenate((above, tied)))
+            positions, magnitudes = positions[keep], magnitudes[keep]
+        positions = np.concatenate((self.positions, positions))
+        magnitudes = np.concatenate((self.magnitudes, magnitudes))
+        order = np.lexsort((positions, -magnitudes))[:_WORST_LIMIT]
+        self.positions, self.magnitudes = positions[order], magnitudes[order]
+
+
+@dataclass
+class _WorstSelection:
+    """The worst-elements table, chosen block by block.
+
+    NaN/Inf mismatches come first (by position), then other mismatches, then
+    in-tolerance differences (both by magnitude).
+    """
+
+    non_finite: list[int] = field(default_factory=list)
+    mismatches: _Largest = field(default_factory=_Largest)
+    differences: _Largest = field(default_factory=_Largest)
+
+    def add(self, start: int, diff: np.ndarray, out: np.ndarray) -> None:
+        magnitude = np.abs(diff)
+        finite = np.isfinite(magnitude)
+        room = _WORST_LIMIT - len(self.non_finite)
+        if room > 0:
+            self.non_finite += (np.flatnonzero(out & ~finite)[:room] + start).tolist()
+        mismatches = np.flatnonzero(out & finite)
+        self.mismatches.add(mismatches + start, magnitude[mismatches])
+        differences = np.flatnonzero(~out & finite & (magnitude > 0))
+        self.differences.add(differences + start, magnitude[differences])
+
+    def positions(self) -> list[int]:
+        chosen = list(self.non_finite)
+        for ranked in (self.mismatches, self.differences):
+            chosen += ranked.positions[: _WORST_LIMIT - len(chosen)].tolist()
+        return chosen
+
+
+@dataclass
+class _Totals:
+    """What one pass over both tensors accumulates for the verdict, the statistics and the diagnosis.
+
+    Sums start from the first block's own sum, so one block gives exactly the
+    whole-array figures.
+    """
+
+    mismatched: int = 0
+    close: int = 0
+    unequal: int = 0  # elements that np.array_equal would call different
+    obtained_nonzero: bool = False
+    expected_nonzero: bool = False
+    nan_where_finite: int = 0
+    inf_mismatches: int = 0
+    nan_mismatches: int = 0
+    finite: int = 0
+    abs_sum: float = 0.0
+    abs_max: float | None = None
+    rel_count: int = 0
+    rel_sum: float = 0.0
+    rel_max: float | None = None
+    max_ulp: int | None = None
+    worst: _WorstSelection = field(default_factory=_WorstSelection)
+
+    def add(self, start: int, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> None:
+        is_float = e.dtype.kind == "f"
+        close = _close(o, e, tolerance)
+        within = close | (np.isfinite(o) & np.isfinite(e)) if is_float and _whole_tensor_only(tolerance) else close
+        self.mismatched += int(within.size - np.count_nonzero(within))
+        self.close += int(np.count_nonzero(close))
+
+        o64 = o.astype(np.float64)
+        e64 = e.astype(np.float64)
+        diff = o64 - e64
+        finite = np.isfinite(o64) & np.isfinite(e64)
+        abs_diff = np.abs(diff[finite])
+        abs_expected = np.abs(e64[finite])
+        nonzero = abs_expected > 0
+        rel = abs_diff[nonzero] / abs_expected[nonzero]
+        self.finite += abs_diff.size
+        self.abs_sum += abs_diff.sum()
+        self.abs_max = _larger(self.abs_max, abs_diff)
+        self.rel_count += rel.size
+        self.rel_sum += rel.sum()
+        self.rel_max = _larger(self.rel_max, rel)
+        if is_float and abs_diff.size:
+            self.max_ulp = max(self.max_ulp or 0, int(ulp_distance(o[finite], e[finite]).max()))
+        self.worst.add(start, diff, ~within)
+
+        equal = o == e
+        self.obtained_nonzero = self.obtained_nonzero or bool(o.any())
+        self.expected_nonzero = self.expected_nonzero or bool(e.any())
+        if is_float:
+            nan_o, nan_e = np.isnan(o), np.isnan(e)
+            if tolerance.nan_equal:
+                equal |= nan_o & nan_e
+            self.nan_where_finite += int(np.count_nonzero(nan_o & np.isfinite(e)))
+            self.inf_mismatches += int(np.count_nonzero(~close & (np.isinf(o) | np.isinf(e)) & ~nan_o & ~nan_e))
+            self.nan_mismatches += int(np.count_nonzero(~close & (nan_o | nan_e)))
+        self.unequal += int(equal.size - np.count_nonzero(equal))
+
+
+def _larger(largest: float | None, values: np.ndarray) -> float | None:
+    if not values.size:
+        return largest
+    block_max = float(values.max())
+    return block_max if largest is None else max(largest, block_max)
 
 
 def compare_outputs(
@@ -323,20 +464,32 @@ def cosine_similarity(a, b) -> float:
     invariant) so that large float64 values cannot overflow the norms.
     Non-finite input gives NaN.
     """
-    x = np.asarray(a, dtype=np.float64).ravel()
-    y = np.asarray(b, dtype=np.float64).ravel()
+    x = np.asarray(a)
+    y = np.asarray(b)
     if x.size != y.size:
         raise ValueError(f"cosine_similarity needs equal sizes, got {x.size} and {y.size}")
     with np.errstate(invalid="ignore", divide="ignore"):
-        x_scale = np.max(np.abs(x), initial=0.0)
-        y_scale = np.max(np.abs(y), initial=0.0)
-        if x_scale == 0 and y_scale == 0:
-            return 1.0
-        if x_scale == 0 or y_scale == 0:
-            return 0.0
+        return _cosine(lambda: ((xb.astype(np.float64), yb.astype(np.float64)) for _, (xb, yb) in flat_blocks(x, y)))
+
+
+def _cosine(pairs: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]) -> float:
+    """Cosine over blocks of float64 pairs: one pass finds the scales, a second sums the products."""
+    x_scale = y_scale = np.float64(0.0)
+    for x, y in pairs():
+        x_scale = np.maximum(x_scale, np.max(np.abs(x), initial=0.0))  # np.maximum keeps a NaN
+        y_scale = np.maximum(y_scale, np.max(np.abs(y), initial=0.0))
+    if x_scale == 0 and y_scale == 0:
+        return 1.0
+    if x_scale == 0 or y_scale == 0:
+        return 0.0
+    dot = x_squares = y_squares = np.float64(0.0)
+    for x, y in pairs():
         x = x / x_scale
         y = y / y_scale
-        value = np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y))
+        dot += np.dot(x, y)
+        x_squares += np.dot(x, x)
+        y_squares += np.dot(y, y)
+    value = dot / (np.sqrt(x_squares) * np.sqrt(y_squares))
     return float(np.clip(value, -1.0, 1.0)) if np.isfinite(value) else float("nan")
 
 
@@ -344,7 +497,8 @@ def topk_agreement(obtained, expected, k, axis=-1) -> float:
     """Fraction of slices along axis whose k largest indices are the same set.
 
     Ties are broken by position (stable sort), identically for both sides.
-    An empty tensor agrees vacuously (1.0).
+    An empty tensor agrees vacuously (1.0).  Slices are sorted a block of them
+    at a time; one slice longer than a block is sorted whole.
     """
     o = np.atleast_1d(np.asarray(obtained))
     e = np.atleast_1d(np.asarray(expected))
@@ -354,14 +508,25 @@ def topk_agreement(obtained, expected, k, axis=-1) -> float:
         raise ValueError(f"k must be >= 1, got {k}")
     o = np.moveaxis(o, axis, -1)
     e = np.moveaxis(e, axis, -1)
-    length = e.shape[-1]
     if e.size == 0:
         return 1.0
-    rows_o = o.reshape(-1, length)
-    rows_e = e.reshape(-1, length)
-    top_o = np.sort(np.argsort(rows_o, axis=-1, kind="stable")[:, ::-1][:, :k], axis=-1)
-    top_e = np.sort(np.argsort(rows_e, axis=-1, kind="stable")[:, ::-1][:, :k], axis=-1)
-    return float(np.mean(np.all(top_o == top_e, axis=-1)))
+    agreeing = 0
+    for rows_o, rows_e in zip(_row_blocks(o), _row_blocks(e)):
+        top_o = np.sort(np.argsort(rows_o, axis=-1, kind="stable")[:, ::-1][:, :k], axis=-1)
+        top_e = np.sort(np.argsort(rows_e, axis=-1, kind="stable")[:, ::-1][:, :k], axis=-1)
+        agreeing += int(np.count_nonzero(np.all(top_o == top_e, axis=-1)))
+    return agreeing / (e.size // e.shape[-1])
+
+
+def _row_blocks(array: np.ndarray) -> Iterator[np.ndarray]:
+    """The slices along the last axis, as 2-D blocks of about a block's elements each."""
+    leading, length = array.shape[:-1], array.shape[-1]
+    rows = math.prod(leading)
+    rows_per_block = max(1, _BLOCK_ELEMENTS // length)
+    for start in range(0, rows, rows_per_block):
+        stop = min(start + rows_per_block, rows)
+        index = np.unravel_index(np.arange(start, stop), leading) if leading else ()
+        yield array[index].reshape(stop - start, length)
 
 
 def _ordered_bits(x: np.ndarray) -> np.ndarray:
@@ -475,108 +640,182 @@ def _close(o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> np.ndarray:
     return ok
 
 
-def _worst(o: np.ndarray, e: np.ndarray, diff: np.ndarray, out: np.ndarray) -> tuple[WorstElement, ...]:
-    """Up to 10 elements: NaN/Inf mismatches, then other mismatches, then in-tolerance differences."""
-    flat_diff = diff.ravel()
-    flat_out = out.ravel()
-    with np.errstate(invalid="ignore"):
-        magnitude = np.abs(flat_diff)
-    finite = np.isfinite(magnitude)
-    tiers = (
-        flat_out & ~finite,
-        flat_out & finite,
-        ~flat_out & finite & (magnitude > 0),
-    )
-    chosen: list[int] = []
-    for tier, ranked in zip(tiers, (False, True, True)):
-        room = _WORST_LIMIT - len(chosen)
-        if room <= 0:
-            break
-        candidates = np.flatnonzero(tier)
-        if ranked and candidates.size:
-            if candidates.size > room:
-                candidates = np.sort(candidates[np.argpartition(-magnitude[candidates], room - 1)[:room]])
-            candidates = candidates[np.argsort(-magnitude[candidates], kind="stable")]
-        chosen.extend(candidates[:room].tolist())
-    flat_o = o.ravel()
-    flat_e = e.ravel()
-    return tuple(
-        WorstElement(
-            index=tuple(int(i) for i in np.unravel_index(i, e.shape)),
-            obtained=flat_o[i].item(),
-            expected=flat_e[i].item(),
-            difference=float(flat_diff[i]),
-        )
-        for i in chosen
-    )
+def _worst_elements(o: np.ndarray, e: np.ndarray, positions: list[int]) -> tuple[WorstElement, ...]:
+    rows = []
+    for position in positions:
+        index = tuple(int(i) for i in np.unravel_index(position, e.shape))
+        obtained, expected = o[index], e[index]
+        rows.append(WorstElement(index=index, obtained=obtained.item(), expected=expected.item(),
+                                 difference=float(np.float64(obtained) - np.float64(expected))))
+    return tuple(rows)
 
 
-def _diagnose(o, e, o64, e64, diff, finite, close, tolerance: Tolerance) -> str:
+def _diagnose(o: np.ndarray, e: np.ndarray, totals: _Totals, tolerance: Tolerance) -> str:
     """One line telling harmless (float16/GPU) drift from a real break."""
     is_float = e.dtype.kind == "f"
-    if np.array_equal(o, e, equal_nan=tolerance.nan_equal and is_float):
+    if not totals.unequal:
         return "identical"
-    if not o.any() and e.any():
+    if not totals.obtained_nonzero and totals.expected_nonzero:
         return (
             "obtained is all zeros (expected is not): the EP likely returned an uninitialised buffer, "
             "e.g. float16 on a GPU without shader-f16"
         )
     if is_float:
-        nan_o, nan_e = np.isnan(o), np.isnan(e)
-        count = np.count_nonzero(nan_o & np.isfinite(e))
-        if count:
-            return f"NaN in obtained where expected is finite ({_elements(count)})"
-        count = np.count_nonzero(~close & (np.isinf(o) | np.isinf(e)) & ~nan_o & ~nan_e)
-        if count:
-            return f"Inf mismatch ({_elements(count)})"
-        count = np.count_nonzero(~close & (nan_o | nan_e))
-        if count:
-            return f"NaN mismatch ({_elements(count)})"
-    if e.size > 1 and not close.all() and _same_values(o, e, tolerance):
+        if totals.nan_where_finite:
+            return f"NaN in obtained where expected is finite ({_elements(totals.nan_where_finite)})"
+        if totals.inf_mismatches:
+            return f"Inf mismatch ({_elements(totals.inf_mismatches)})"
+        if totals.nan_mismatches:
+            return f"NaN mismatch ({_elements(totals.nan_mismatches)})"
+    if e.size > 1 and totals.close < e.size and _same_values(o, e, tolerance):
         return "a permutation of the expected values (same values, different order)"
 
-    d, ov, ev = diff[finite], o64[finite], e64[finite]
-    explained = _offset_or_scale(d, ov, ev, np.finfo(e.dtype).eps if is_float else 0.0)
+    explained = _offset_or_scale(o, e, np.finfo(e.dtype).eps if is_float else 0.0)
     if explained:
         return explained
     if is_float:
-        with np.errstate(over="ignore"):
-            drift = int(ulp_distance(o[finite].astype(np.float16), e[finite].astype(np.float16)).max())
+        drift = _float16_drift(o, e)
         if drift <= _FLOAT16_DRIFT_ULP:
             return f"float16-rounding-sized drift (max {drift} ULP in float16)"
-    worst = int(np.argmax(np.abs(d)))
-    index = tuple(int(i) for i in np.unravel_index(np.flatnonzero(finite)[worst], e.shape))
+    error, position = _largest_finite_error(o, e)
+    index = tuple(int(i) for i in np.unravel_index(position, e.shape))
     prefix = "errors larger than float16 rounding" if is_float else "values differ"
-    return f"{prefix}: max abs error {abs(d[worst]):.6g} at index {index}"
+    return f"{prefix}: max abs error {error:.6g} at index {index}"
+
+
+def _float16_drift(o: np.ndarray, e: np.ndarray) -> int:
+    """Largest ULP distance in float16 between the finite pairs, once both are rounded to float16."""
+    drift = 0
+    with np.errstate(over="ignore"):
+        for _, (o_block, e_block) in flat_blocks(o, e):
+            finite = np.isfinite(o_block) & np.isfinite(e_block)
+            if finite.any():
+                distance = ulp_distance(o_block[finite].astype(np.float16), e_block[finite].astype(np.float16))
+                drift = max(drift, int(distance.max()))
+    return drift
+
+
+def _largest_finite_error(o: np.ndarray, e: np.ndarray) -> tuple[float, int]:
+    """The largest |obtained - expected| among finite pairs and the flat position of its first occurrence."""
+    largest, position = -1.0, 0
+    for start, finite, ov, ev in _finite_pairs(o, e):
+        if ov.size:
+            magnitude = np.abs(ov - ev)
+            at = int(np.argmax(magnitude))
+            if magnitude[at] > largest:
+                largest, position = float(magnitude[at]), start + int(np.flatnonzero(finite)[at])
+    return largest, position
 
 
 def _same_values(o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> bool:
-    """Whether the sorted values agree under the tolerance, whatever their positions."""
-    return bool(_close(np.sort(o, axis=None), np.sort(e, axis=None), tolerance).all())
+    """Whether the sorted values agree under the tolerance, whatever their positions.
+
+    Sorting copies both tensors, so one larger than a block is judged by its
+    distribution instead (:func:`_same_distribution`).
+    """
+    if e.size <= _BLOCK_ELEMENTS:
+        return bool(_close(np.sort(o, axis=None), np.sort(e, axis=None), tolerance).all())
+    return _same_distribution(o, e, tolerance)
 
 
-def _offset_or_scale(d: np.ndarray, ov: np.ndarray, ev: np.ndarray, eps: float) -> str | None:
+def _same_distribution(o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> bool:
+    """Whether sorted obtained is close to sorted expected, judged from counts in one pass.
+
+    If each sorted pair is within s(x), the error allowed at x, then for every x
+    #(o <= x - s) <= #(e <= x) <= #(o <= x + s), and the same with o and e
+    swapped.  This is checked at values sampled from both sides (every value
+    when the sample is the whole tensor); the counts of -inf, +inf and NaN
+    must agree.
+    """
+    step = max(1, e.size // _PERMUTATION_SAMPLE)
+    sample = np.concatenate((_strided(o, step), _strided(e, step))).astype(np.float64)
+    points = np.unique(sample[np.isfinite(sample)])
+    slack = _allowed_error(points, e.dtype, tolerance)
+    infinities = np.array([-np.inf, np.finfo(np.float64).max, np.inf])
+    edges = np.unique(np.concatenate((points - slack, points, points + slack, infinities)))
+    at_most_o, at_most_e = (_counts_at_most(side, edges) for side in (o, e))
+
+    def at(values: np.ndarray) -> np.ndarray:
+        return np.searchsorted(edges, values)
+
+    if not np.array_equal(at_most_o[at(infinities)], at_most_e[at(infinities)]):
+        return False
+    if not tolerance.nan_equal and at_most_e[-1] < e.size:  # NaN is never close then
+        return False
+    below, middle, above = at(points - slack), at(points), at(points + slack)
+    return all(
+        np.all(one[below] <= other[middle]) and np.all(other[middle] <= one[above])
+        for one, other in ((at_most_o, at_most_e), (at_most_e, at_most_o))
+    )
+
+
+def _strided(array: np.ndarray, step: int) -> np.ndarray:
+    return (array.reshape(-1) if array.flags.c_contiguous else array.flat)[::step]
+
+
+def _allowed_error(points: np.ndarray, dtype: np.dtype, tolerance: Tolerance) -> np.ndarray:
+    """How far a value may be from an expected value at each point and still be close."""
+    allowed = np.zeros_like(points)
+    if dtype.kind != "f" or not _has_elementwise(tolerance):
+        return allowed
+    if tolerance.atol is not None or tolerance.rtol is not None:
+        allowed = (tolerance.atol or 0.0) + (tolerance.rtol or 0.0) * np.abs(points)
+    if tolerance.ulp is not None:
+        spacing = np.spacing(np.abs(points).astype(dtype)).astype(np.float64)
+        allowed = np.maximum(allowed, tolerance.ulp * spacing)
+    return allowed
+
+
+def _counts_at_most(array: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """For each edge, how many elements are <= it (NaN is counted by none)."""
+    counts = np.zeros(edges.size, np.int64)
+    for _, (block,) in flat_blocks(array):
+        counts += np.searchsorted(np.sort(block.astype(np.float64)), edges, side="right")  # NaN sorts last
+    return counts
+
+
+def _offset_or_scale(o: np.ndarray, e: np.ndarray, eps: float) -> str | None:
     """Name a nearly constant offset or scale between obtained and expected, if there is one.
 
     "Nearly constant" means the fit leaves less than 1 % of the effect
     unexplained, plus the rounding noise of the dtype (a couple of eps of the
     expected values' RMS), so rounding alone never looks like an offset.
+    Only finite pairs take part.
     """
-    if d.size < 2:
+    count = 0
+    difference_sum = square_sum = energy = product = 0.0
+    for _, _, ov, ev in _finite_pairs(o, e):
+        count += ov.size
+        difference_sum += (ov - ev).sum()
+        square_sum += (ev * ev).sum()
+        energy += ev @ ev
+        product += ov @ ev
+    if count < 2:
         return None
-    rms_expected = float(np.sqrt(np.mean(ev * ev)))
+    rms_expected = float(np.sqrt(square_sum / count))
     noise = 2.0 * eps * rms_expected
-    offset = float(d.mean())
-    if abs(offset) > noise and float(d.std()) <= _FIT_RELATIVE_SPREAD * abs(offset) + noise:
-        return f"constant offset of {offset:.6g}"
-    energy = float(ev @ ev)
+    offset = float(difference_sum / count)
+    if abs(offset) > noise:
+        spread = _root_mean_square(o, e, lambda ov, ev: ov - ev - offset, count)
+        if spread <= _FIT_RELATIVE_SPREAD * abs(offset) + noise:
+            return f"constant offset of {offset:.6g}"
     if energy > 0:
-        scale = float(ov @ ev) / energy
+        scale = float(product) / float(energy)
         effect = abs(scale - 1.0) * rms_expected
-        residual = float(np.sqrt(np.mean((ov - scale * ev) ** 2)))
-        if effect > noise and residual <= _FIT_RELATIVE_SPREAD * effect + noise:
-            return f"scaled by {scale:.6g}"
+        if effect > noise:
+            residual = _root_mean_square(o, e, lambda ov, ev: ov - scale * ev, count)
+            if residual <= _FIT_RELATIVE_SPREAD * effect + noise:
+                return f"scaled by {scale:.6g}"
     return None
+
+
+def _root_mean_square(o: np.ndarray, e: np.ndarray, residual: Callable, count: int) -> float:
+    """RMS of residual(obtained, expected) over the finite pairs."""
+    total = 0.0
+    for _, _, ov, ev in _finite_pairs(o, e):
+        value = residual(ov, ev)
+        total += (value * value).sum()
+    return float(np.sqrt(total / count))
 
 
 def _elements(count: int) -> str:

@@ -483,3 +483,92 @@ def test_tiny_share_is_not_rounded_to_zero_percent():
     obtained = expected.copy()
     obtained[5] = 1.0
     assert "(0.001%)" in compare("y", obtained, expected, Tolerance()).format()
+
+
+# --- block-wise computation -----------------------------------------------------
+
+from dataclasses import asdict  # noqa: E402
+
+from pytest_browserml import compare as compare_module  # noqa: E402
+
+
+def as_fields(result: OutputComparison) -> dict:
+    """Every figure of a comparison; sums (means, cosine) only to rounding, the rest exactly."""
+    fields = asdict(result)
+    fields["worst"] = repr(fields["worst"])  # NaN cells compare equal as text
+    for name in ("mean_abs_error", "mean_rel_error", "cosine"):
+        if fields[name] is not None:
+            fields[name] = pytest.approx(fields[name], rel=1e-12, nan_ok=True)
+    return fields
+
+
+def special_values(dtype, seed):
+    values = data(shape=(6, 7, 5), dtype=dtype, seed=seed)
+    flat = values.reshape(-1)
+    flat[[3, 40]] = np.nan
+    flat[[7, 90]] = np.inf
+    flat[11] = -np.inf
+    flat[12] = 0.0
+    return values
+
+
+BLOCKWISE_CASES = {
+    "float32 noise": lambda: (data() + rng(5).normal(scale=1e-3, size=(4, 50)).astype(np.float32), data(),
+                              DEFAULT),
+    "float16 ulp": lambda: (nudge_ulps(data(dtype=np.float16), 3), data(dtype=np.float16), Tolerance(ulp=2)),
+    "float64 offset": lambda: (data(dtype=np.float64) + 0.25, data(dtype=np.float64), DEFAULT),
+    "float32 scale": lambda: (data() * np.float32(1.02), data(), DEFAULT),
+    "NaN and inf": lambda: (special_values(np.float32, 1), special_values(np.float32, 2), DEFAULT),
+    "NaN not equal": lambda: (special_values(np.float64, 1), special_values(np.float64, 1),
+                              Tolerance(atol=1e-3, nan_equal=False)),
+    "cosine and topk only": lambda: (data(seed=3), data(seed=4), Tolerance(cosine=0.9, topk=3, topk_axis=0)),
+    "int exact": lambda: (rng(1).integers(0, 9, (30, 7)).astype(np.int32),
+                          rng(2).integers(0, 9, (30, 7)).astype(np.int32), DEFAULT),
+    "bool": lambda: (rng(1).random(99) > 0.5, rng(2).random(99) > 0.5, Tolerance()),
+    "all zeros": lambda: (np.zeros((5, 40), np.float32), data(shape=(5, 40)), DEFAULT),
+    "non-contiguous operands": lambda: (np.asfortranarray(data(shape=(20, 30)) * np.float32(1.5)),
+                                        data(shape=(40, 30))[::2], DEFAULT),
+    "empty": lambda: (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), DEFAULT),
+    "scalar": lambda: (np.array(2.0, np.float32), np.array(1.0, np.float32), DEFAULT),
+}
+
+
+@pytest.mark.parametrize("case", BLOCKWISE_CASES)
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_blockwise_result_equals_whole_array_result(case, block, monkeypatch):
+    obtained, expected, tolerance = BLOCKWISE_CASES[case]()
+    whole = compare("y", obtained, expected, tolerance)  # each tensor fits in one default block
+    monkeypatch.setattr(compare_module, "_BLOCK_ELEMENTS", block)
+    blockwise = compare("y", obtained, expected, tolerance)
+    assert as_fields(whole) == as_fields(blockwise)
+
+
+def test_cosine_and_topk_blockwise_equal_whole_array(monkeypatch):
+    a, b = data(shape=(30, 11), seed=1), data(shape=(30, 11), seed=2)
+    cosine, agreement = cosine_similarity(a, b), topk_agreement(a, b, 3, axis=0)
+    monkeypatch.setattr(compare_module, "_BLOCK_ELEMENTS", 16)
+    assert cosine_similarity(a, b) == pytest.approx(cosine, rel=1e-12)
+    assert topk_agreement(a, b, 3, axis=0) == agreement
+    assert np.isnan(cosine_similarity(np.array([1.0, np.nan]), np.ones(2)))
+
+
+def test_worst_table_ties_go_to_the_first_positions(monkeypatch):
+    expected = np.zeros(50, np.float32)
+    obtained = np.full(50, 0.5, np.float32)  # every difference ties
+    monkeypatch.setattr(compare_module, "_BLOCK_ELEMENTS", 4)
+    result = compare("y", obtained, expected, DEFAULT)
+    assert [w.index for w in result.worst] == [(i,) for i in range(10)]
+
+
+@pytest.mark.parametrize("block", [1000, 97])
+def test_permutation_of_a_tensor_larger_than_a_block(block, monkeypatch):
+    monkeypatch.setattr(compare_module, "_BLOCK_ELEMENTS", block)
+    expected = data(shape=(40, 50))
+    transposed = expected.T.copy().reshape(expected.shape)
+    drifted = nudge_ulps(transposed, 2)
+    noisy = expected + rng(9).normal(scale=0.05, size=expected.shape).astype(np.float32)
+    permutation = "a permutation of the expected values (same values, different order)"
+    assert compare("y", transposed, expected, DEFAULT).diagnosis == permutation
+    assert compare("y", drifted, expected, Tolerance(ulp=2)).diagnosis == permutation
+    assert compare("y", noisy, expected, DEFAULT).diagnosis.startswith("errors larger than float16 rounding")
+    assert compare("y", drifted, expected, Tolerance(ulp=1)).diagnosis != permutation

@@ -207,16 +207,16 @@ def test_failed_replace_leaves_old_golden_and_no_temp_files(files, monkeypatch):
 def test_failure_midway_through_the_npz_leaves_old_golden(files, monkeypatch):
     write_golden(files, {"a": np.zeros(3), "b": np.zeros(3)}, {"version": 1})
     before = files_in(files.npz.parent)
-    real_write_array = np.lib.format.write_array
+    real_write_npy = goldens._write_npy
     calls = []
 
-    def fail_on_second(fp, array, **kwargs):
+    def fail_on_second(member, array):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("interrupted")
-        real_write_array(fp, array, **kwargs)
+        real_write_npy(member, array)
 
-    monkeypatch.setattr(np.lib.format, "write_array", fail_on_second)
+    monkeypatch.setattr(goldens, "_write_npy", fail_on_second)
     with pytest.raises(RuntimeError, match="interrupted"):
         write_golden(files, {"a": np.ones(3), "b": np.ones(3)}, {"version": 2})
     monkeypatch.undo()
@@ -420,3 +420,22 @@ def test_find_goldens_excludes_obtained_and_other_files(tmp_path):
 
 def test_find_goldens_in_a_missing_folder(tmp_path):
     assert find_goldens(tmp_path / "none") == []
+
+
+def test_blockwise_writing_and_changes_match_whole_arrays(files, monkeypatch):
+    from pytest_browserml import compare
+
+    monkeypatch.setattr(compare, "_BLOCK_ELEMENTS", 5)
+    values = np.random.default_rng(0).standard_normal((7, 9)).astype(np.float32)
+    arrays = {"c": values, "strided": values[::2, ::3], "fortran": np.asfortranarray(values), "bool": values > 0}
+    write_golden(files, arrays, {})
+    for name, array in read_golden(files.npz).items():
+        np.testing.assert_array_equal(array, arrays[name])
+        assert array.dtype == arrays[name].dtype
+    moved = values.copy()
+    moved[6, 8] += 0.5
+    moved[0, 0] = np.nan
+    (change,) = changes({"y": values}, {"y": moved})
+    assert change.kind == "changed" and change.max_abs_change == np.inf
+    (change,) = changes({"y": moved}, {"y": moved.copy()})
+    assert change.kind == "unchanged"
