@@ -69,6 +69,7 @@ class ModelFiles:
     external_data: tuple[dict, ...]  # [{"path": location, "data": url}] for ORT's externalData option
     inputs: tuple[DeclaredValue, ...] | None  # as the graph declares them; None for .ort (or unparsable) models
     outputs: tuple[DeclaredValue, ...] | None
+    node_count: int | None  # nodes in the graph and its subgraphs, before ORT's fusions; None when not parsed
 
     def dimensions_of(self, input_specs: list[dict]) -> dict[str, int]:
         """Values of the model's symbolic dimensions in these inputs (for ORT's freeDimensionOverrides)."""
@@ -149,7 +150,8 @@ class Runtime:
                 for location in _external_data_locations(graph)
             )
             url = self.server.register_file(f"{route}/{path.name}", path)
-            self._models[key] = ModelFiles(path, sha256, url, external, *_declared_values(graph))
+            self._models[key] = ModelFiles(path, sha256, url, external, *_declared_values(graph),
+                                           _node_count(graph) if graph is not None else None)
         return self._models[key]
 
     def close(self) -> None:
@@ -236,6 +238,9 @@ class EpBrowser:
         # WebNN builds a graph of static shapes: fix the model's symbolic dimensions from these inputs.
         free_dimensions = model.dimensions_of(specs) if self.ep.name == "webnn" else {}
         session_key = f"{model.sha256}|{self.ep.id}|{free_dimensions}" + ("|profile" if profile else "")
+        # Where ORT put the nodes is in its verbose log only, which costs a third of a small model's
+        # session creation; wasm has one provider, so there the graph says it.
+        placement_from_log = self.ep.name != "wasm" or model.node_count is None
         request = {
             "sessionKey": session_key,
             "modelUrl": model.url,
@@ -247,6 +252,7 @@ class EpBrowser:
             "iterations": iterations,
             "inlineLimit": INLINE_LIMIT,
             "profile": profile,
+            "verboseLog": placement_from_log,
             "outputUrl": server.mailbox(),
         }
         if input_bytes <= INLINE_LIMIT:
@@ -280,7 +286,8 @@ class EpBrowser:
         if answer["log"] is not None:  # a new session: its creation log says where the nodes went
             self._sessions[session_key] = (
                 tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
-                placement_log.parse(answer["log"], self.ep.provider_names()),
+                placement_log.parse(answer["log"], self.ep.provider_names()) if placement_from_log
+                else placement_log.all_on(self.ep.provider_names(), model.node_count),
             )
         log, placement = self._sessions[session_key]
         if not placement.requested_took_graph:
@@ -422,6 +429,13 @@ def _read_graph(path: Path):
         return onnx.load(str(path), load_external_data=False).graph
     except Exception:
         return None
+
+
+def _node_count(graph) -> int:
+    """Nodes in the graph and in the subgraphs of its If, Loop and Scan nodes, as ORT's placement counts them."""
+    return sum(1 + sum(_node_count(subgraph) for attribute in node.attribute
+                       for subgraph in (*([attribute.g] if attribute.HasField("g") else ()), *attribute.graphs))
+               for node in graph.node)
 
 
 def _external_data_locations(graph) -> list[str]:

@@ -7,7 +7,7 @@
 // {ok: false, error} so that the test, not the page, decides what failed.
 
 let ort = null;
-const sessions = new Map(); // sessionKey -> {session, createMs, firstRunMs, log, placementLog}
+const sessions = new Map(); // sessionKey -> {session, createMs, firstRunMs, log}
 
 // --- capturing ORT's log ---------------------------------------------------
 // ORT writes its log through console.*; while `capture` is set those lines are
@@ -167,7 +167,8 @@ function sessionOptions(request) {
   const ep = request.ep.name === "webnn"
     ? { name: "webnn", deviceType: request.ep.deviceType ?? "cpu" }
     : request.ep.name;
-  const options = { executionProviders: [ep], logSeverityLevel: 0, logVerbosityLevel: 0 };
+  // The verbose log (placement) costs a third of a small session's creation: only when Python asks.
+  const options = { executionProviders: [ep], logSeverityLevel: request.verboseLog ? 0 : 2, logVerbosityLevel: 0 };
   if (request.externalData.length) options.externalData = request.externalData;
   if (Object.keys(request.freeDimensions).length) options.freeDimensionOverrides = request.freeDimensions;
   if (request.profile) options.enableProfiling = true;
