@@ -58,11 +58,10 @@ def main() -> None:
 
     missed = full_suite(folder, cases)
     subset = [cases[round(i * len(cases) / args.subset)] for i in range(args.subset)]
-    subset_folder = naive_comparison(folder, subset)
-    print(f"[{NAME}] experiments on the subset (what dominates the time beyond the floor, and what fixes would gain):")
-    quiet_log_gain(folder, subset_folder)
+    naive_comparison(folder, subset)
+    print(f"[{NAME}] what the time beyond the floor is made of:")
     log_level_cost(subset[:150])
-    answer_log_cost(subset[:100])
+    round_trip_cost()
     watchdog_cost()
     if not args.no_profile:
         profile(folder, [cases[round(i * len(cases) / args.profile_cases)] for i in range(args.profile_cases)])
@@ -118,12 +117,11 @@ def full_suite(folder: Path, cases: list[Path]) -> bool:
         "in-page: first run + timed run": mean((c["first_run_ms"] or 0) + sum(c["times_ms"] or ()) for c in calls),
         "in-page: tensor transfer (input + output)": mean(c["transfer"]["inputMs"] + c["transfer"]["outputMs"]
                                                           for c in calls),
-        "page.evaluate beyond the timed in-page work (Playwright/CDP round trip, untimed run() parts, "
-        "the answer's ORT log)": mean(c["wall_ms"] - in_page_floor(c) - c["transfer"]["inputMs"]
+        "page.evaluate beyond the timed in-page work (Playwright/CDP round trip, JSON, untimed run() parts)": mean(c["wall_ms"] - in_page_floor(c) - c["transfer"]["inputMs"]
                                       - c["transfer"]["outputMs"] for c in calls),
         "EpBrowser.run beyond page.call (encode, server, placement parse, stats, /proc RSS)":
             mean(item["ep_run_ms"] - item["page_calls"][0]["wall_ms"] for item in ran),
-        "runtest beyond EpBrowser.run (read .pb, onnx.load x2, sha256, compare)":
+        "runtest beyond EpBrowser.run (read .pb, onnx.load, sha256, compare)":
             mean(item["phases"].get("call", 0) - item["ep_run_ms"] for item in ran),
         "pytest per item beyond runtest (setup, teardown, reports, terminal)":
             mean(item["protocol_ms"] - item["phases"].get("call", 0) for item in ran),
@@ -182,110 +180,29 @@ def naive_comparison(folder: Path, subset: list[Path]) -> None:
     figure(NAME, "naive / plugin per-case time", naive_ms / plugin_ms, "x",
            note=f"medians: naive {median(r['wall_ms'] for r in both):.1f} ms, plugin "
                 f"{median(plugin_by_case[r['case']]['protocol_ms'] for r in both):.1f} ms")
-    return subset_folder
 
 
-def quiet_log_gain(folder: Path, subset_folder: Path, rounds: int = 2) -> None:
-    """The subset with the plugin as is, and with wasm sessions created at ORT's default log level
-    (bench/_bench_quiet_log.py wraps InferenceSession.create in the page), alternating."""
-    rows: dict[bool, list[dict]] = {False: [], True: []}
-    for _ in range(rounds):
-        for quiet in (False, True):
-            extra = ["-p", "_bench_quiet_log"] if quiet else []
-            run = _common.run_pytest([*extra, "node", "-q", "--browser-ep", "wasm"], subset_folder,
-                                     timings=folder / "quiet.jsonl", sample=True)
-            ran = [i for i in run.items if i["page_calls"] and i["page_calls"][0]["ok"]]
-            rows[quiet].append({
-                "wall": run.wall_s, "create": median(i["page_calls"][0]["create_ms"] for i in ran),
-                "protocol": mean(i["protocol_ms"] for i in run.items),
-                "renderer": run.cpu_by_kind.get("chromium renderer", 0.0),
-                "python": sum(v for k, v in run.cpu_by_kind.items() if k.startswith("python")),
-                "summary": run.summary_line()})
-    for quiet, label in ((False, "as now (logSeverityLevel 0)"), (True, "wasm sessions at logSeverityLevel 2")):
-        r = rows[quiet]
-        walls = ", ".join(f"{x['wall']:.1f}" for x in r)
-        figure(NAME, f"subset {label}: per case (item protocol mean)", mean(x["protocol"] for x in r), "ms",
-               note=f"runs: {walls} s wall; session create median "
-                    f"{mean(x['create'] for x in r):.1f} ms; renderer CPU {mean(x['renderer'] for x in r):.1f} s, "
-                    f"pytest CPU {mean(x['python'] for x in r):.1f} s; {r[-1]['summary']}")
-
-
-WRAP_RUN = """() => {
-  if (window.__benchWrapped) return;
-  window.__benchWrapped = true;
-  const run = window.browserml.run;
-  window.__drop = false;
-  window.browserml = {...window.browserml, run: async (request) => {
-    const started = performance.now();
-    const answer = await run(request);
-    if (window.__drop && answer.log) answer.log = answer.log.filter((line) => line.includes("placed on"));
-    window.__runMs = performance.now() - started;
-    return answer;
-  }};
-}"""
-
-
-def answer_log_cost(subset: list[Path], warmup: int = 20) -> None:
-    """A/B in one page: each case's model under two new session keys (a byte of doc_string differs), once with
-    ORT's whole creation log returned to Python (as the plugin does), once with only its placement lines."""
-    import onnx
-
-    from _naive_harness import read_arrays
+def round_trip_cost(rounds: int = 30) -> None:
+    """The floor of any call into the page: an empty page.evaluate, and HarnessPage.call('probe')."""
     from pytest_browserml.browser import ExecutionProvider
     from pytest_browserml.runner import Runtime
 
     ep = ExecutionProvider.parse("wasm")
     runtime = Runtime(_common.settings(ep))
-    rows: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            ep_browser = runtime.browser_for(ep)
-            round_trips, probes = [], []
-            page = ep_browser.page()
-            for _ in range(30):
-                started = time.perf_counter()
-                page.page.evaluate("() => 0")
-                round_trips.append((time.perf_counter() - started) * 1000)
-                started = time.perf_counter()
-                page.call("probe", ep.to_js())
-                probes.append((time.perf_counter() - started) * 1000)
-            for index, case in enumerate(subset):
-                arrays = read_arrays(case)
-                if arrays is None:
-                    continue
-                model = onnx.load(str(case / "model.onnx"))
-                results = {}
-                for drop in (True, False) if index % 2 else (False, True):
-                    model.doc_string = f"bench variant {drop}"
-                    path = Path(tmp) / f"{case.name}-{drop}" / "model.onnx"
-                    path.parent.mkdir()
-                    onnx.save(model, str(path))
-                    page = ep_browser.page()
-                    page.page.evaluate(WRAP_RUN)
-                    page.page.evaluate("drop => { window.__drop = drop; }", drop)
-                    started = time.perf_counter()
-                    try:
-                        ep_browser.run(runtime.model_files(path), arrays[0], warmup=0, iterations=1)
-                    except Exception:
-                        break
-                    wall = (time.perf_counter() - started) * 1000
-                    results[drop] = (wall, page.page.evaluate("() => window.__runMs"))
-                if len(results) == 2 and index >= warmup:
-                    for drop, row in results.items():
-                        rows[drop].append(row)
-        finally:
-            runtime.close()
+    try:
+        page = runtime.browser_for(ep).page()
+        round_trips, probes = [], []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            page.page.evaluate("() => 0")
+            round_trips.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            page.call("probe", ep.to_js())
+            probes.append((time.perf_counter() - started) * 1000)
+    finally:
+        runtime.close()
     figure(NAME, "page.evaluate round trip, empty function", median(round_trips), "ms",
-           note=f"HarnessPage.call('probe') {median(probes):.2f} ms (adds the watchdog thread and the harness)")
-    keep, drop = rows[False], rows[True]
-    if not keep:
-        return
-    figure(NAME, "new session, whole ORT log returned (as now): EpBrowser.run wall", median(w for w, _ in keep), "ms",
-           note=f"median of {len(keep)} cases; in-page run() {median(r for _, r in keep):.1f} ms, "
-                f"so {median(w - r for w, r in keep):.1f} ms outside it")
-    figure(NAME, "new session, only the placement lines returned: EpBrowser.run wall", median(w for w, _ in drop), "ms",
-           note=f"in-page run() {median(r for _, r in drop):.1f} ms, so {median(w - r for w, r in drop):.1f} ms "
-                f"outside it; paired saving {median(k[0] - d[0] for k, d in zip(keep, drop)):.1f} ms a session")
+           note=f"HarnessPage.call('probe') {median(probes):.2f} ms (adds the watchdog thread, JSON and the harness)")
 
 
 def watchdog_cost(rounds: int = 2000) -> None:
@@ -302,7 +219,8 @@ def watchdog_cost(rounds: int = 2000) -> None:
 
 
 def log_level_cost(subset: list[Path]) -> None:
-    """The plugin creates every session at ORT log level 0 (for the placement log): its in-page cost."""
+    """On webgpu and webnn the plugin creates sessions at ORT log level 0 (for the placement log; wasm at 2):
+    what that costs in the page, on these wasm cases."""
     from _naive_harness import NaiveHarness
 
     harness = NaiveHarness()
@@ -318,9 +236,9 @@ def log_level_cost(subset: list[Path]) -> None:
     finally:
         harness.close()
     verbose, quiet = (median(a["createMs"] for a in times[level]) for level in (0, 2))
-    figure(NAME, "in-page session create at logSeverityLevel 0 (what the plugin uses)", verbose, "ms",
+    figure(NAME, "in-page session create at logSeverityLevel 0 (the plugin's level on webgpu and webnn)", verbose, "ms",
            note=f"median of {len(times[0])} cases; {mean(a['chars'] for a in times[0]) / 1024:.1f} KiB of log each")
-    figure(NAME, "in-page session create at logSeverityLevel 2 (ORT's default)", quiet, "ms",
+    figure(NAME, "in-page session create at logSeverityLevel 2 (ORT's default; the plugin's on wasm)", quiet, "ms",
            note=f"median; the verbose log costs {verbose - quiet:.1f} ms a session")
 
 
