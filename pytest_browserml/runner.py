@@ -35,7 +35,7 @@ from .server import HarnessServer
 
 BUNDLES = {"all": "ort.all.min.mjs", "webgpu": "ort.webgpu.min.mjs"}
 VALIDATION_ERROR = "validation error"
-INLINE_LIMIT = 256 * 1024  # payloads up to this size travel inside the call as base64
+INLINE_LIMIT = 96 * 1024  # payloads up to this size travel inside the call as base64 (above, HTTP is faster)
 
 
 class ModelRunError(Exception):
