@@ -205,11 +205,11 @@ def mean(values) -> float | None:
 
 
 def percentile(values, q: float) -> float | None:
+    """The plugin's own percentile (numpy's linear interpolation), so bench and reports agree."""
+    from pytest_browserml.stats import percentile as interpolated
+
     values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
-    return values[index]
+    return interpolated(values, q) if values else None
 
 
 def settings(ep, *, warmup: int = 0, iterations: int = 1):
