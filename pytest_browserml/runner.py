@@ -198,9 +198,10 @@ class EpBrowser:
         if self._page is not None and not self._page.browser_alive:
             self.close()  # Playwright learns of a killed browser only when it next talks to it
         if self._browser is None or not self._browser.is_connected():
+            self.fresh_page()
             self._browser = self.runtime.browser(self.ep)
-            self._page = None
         if self._page is None or not self._page.usable:
+            self.fresh_page()
             self._page = HarnessPage(self._browser, self.runtime.server, self.bundle, self.runtime.settings.timeout_s,
                                      remote=bool(self.runtime.endpoint))
         return self._page
@@ -327,8 +328,10 @@ class EpBrowser:
         """Start over in a new page: no cached sessions, no memory left by earlier tests."""
         if self._page is not None:
             self._page.close()
+            self._page = None
 
     def close(self) -> None:
+        self.fresh_page()
         if self._browser is not None:
             try:
                 self._browser.close()
