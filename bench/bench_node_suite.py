@@ -62,7 +62,6 @@ def main() -> None:
     print(f"[{NAME}] what the time beyond the floor is made of:")
     log_level_cost(subset[:150])
     round_trip_cost()
-    watchdog_cost()
     if not args.no_profile:
         profile(folder, [cases[round(i * len(cases) / args.profile_cases)] for i in range(args.profile_cases)])
     elif missed:
@@ -117,7 +116,7 @@ def full_suite(folder: Path, cases: list[Path]) -> bool:
         "in-page: first run + timed run": mean((c["first_run_ms"] or 0) + sum(c["times_ms"] or ()) for c in calls),
         "in-page: tensor transfer (input + output)": mean(c["transfer"]["inputMs"] + c["transfer"]["outputMs"]
                                                           for c in calls),
-        "page.evaluate beyond the timed in-page work (Playwright/CDP round trip, JSON, untimed run() parts)": mean(c["wall_ms"] - in_page_floor(c) - c["transfer"]["inputMs"]
+        "the call beyond the timed in-page work (channel round trip, JSON, untimed run() parts)": mean(c["wall_ms"] - in_page_floor(c) - c["transfer"]["inputMs"]
                                       - c["transfer"]["outputMs"] for c in calls),
         "EpBrowser.run beyond page.call (encode, server, placement parse, stats, /proc RSS)":
             mean(item["ep_run_ms"] - item["page_calls"][0]["wall_ms"] for item in ran),
@@ -138,7 +137,7 @@ def full_suite(folder: Path, cases: list[Path]) -> bool:
     log_lines = [c["log_lines"] for c in calls]
     log_chars = [c["log_chars"] for c in calls]
     figure(NAME, "ORT session log returned per new session", mean(log_lines), "lines",
-           note=f"{mean(log_chars) / 1024:.1f} KiB mean, {max(log_chars) / 1024:.0f} KiB max, through page.evaluate")
+           note=f"{mean(log_chars) / 1024:.1f} KiB mean, {max(log_chars) / 1024:.0f} KiB max, through the call channel")
     wasm = [c.get("wasm_memory") for c in calls if c.get("wasm_memory")]
     if wasm:
         figure(NAME, "page's wasm memory at the end (sessions are never released)", wasm[-1] / _common.MB, "MiB",
@@ -182,8 +181,9 @@ def naive_comparison(folder: Path, subset: list[Path]) -> None:
                 f"{median(plugin_by_case[r['case']]['protocol_ms'] for r in both):.1f} ms")
 
 
-def round_trip_cost(rounds: int = 30) -> None:
-    """The floor of any call into the page: an empty page.evaluate, and HarnessPage.call('probe')."""
+def round_trip_cost(rounds: int = 200) -> None:
+    """The floor of any call into the page: an empty page.evaluate (through Playwright's driver) against
+    HarnessPage.call('probe') over the page's WebSocket channel, interleaved."""
     from pytest_browserml.browser import ExecutionProvider
     from pytest_browserml.runner import Runtime
 
@@ -201,29 +201,8 @@ def round_trip_cost(rounds: int = 30) -> None:
             probes.append((time.perf_counter() - started) * 1000)
     finally:
         runtime.close()
-    figure(NAME, "page.evaluate round trip, empty function", median(round_trips), "ms",
-           note=f"HarnessPage.call('probe') {median(probes):.2f} ms (adds the watchdog thread, JSON and the harness)")
-
-
-def watchdog_cost(rounds: int = 2000) -> None:
-    """HarnessPage.call arms and disarms the watchdog around every call: its cost alone,
-    beside the threading.Timer per call it replaced."""
-    import threading
-
-    from pytest_browserml.page import WATCHDOG
-
-    started = time.perf_counter()
-    for _ in range(rounds):
-        WATCHDOG.disarm(WATCHDOG.arm(300, lambda: None))
-    figure(NAME, "watchdog arm + disarm (HarnessPage.call, per call)", (time.perf_counter() - started) / rounds * 1000,
-           "ms")
-    started = time.perf_counter()
-    for _ in range(rounds):
-        timer = threading.Timer(300, lambda: None)
-        timer.start()
-        timer.cancel()
-    figure(NAME, "threading.Timer start + cancel (the watchdog before)", (time.perf_counter() - started) / rounds * 1000,
-           "ms")
+    figure(NAME, "HarnessPage.call('probe') over the channel", median(probes), "ms",
+           note=f"an empty page.evaluate through Playwright's driver: {median(round_trips):.2f} ms (medians)")
 
 
 def log_level_cost(subset: list[Path]) -> None:

@@ -34,7 +34,6 @@ from .results import Adapter, Environment, Memory, Placement, RunResult, Transfe
 from .server import HarnessServer
 
 BUNDLES = {"all": "ort.all.min.mjs", "webgpu": "ort.webgpu.min.mjs"}
-VALIDATION_ERROR = "validation error"
 INLINE_LIMIT = 96 * 1024  # payloads up to this size travel inside the call as base64 (above, HTTP is faster)
 
 
@@ -261,7 +260,6 @@ class EpBrowser:
         else:
             request["inputUrl"] = server.offer(parts)
         page = self.page()
-        page.new_console_lines()  # what earlier runs left behind is not this run's
         page.processes.reset_peak_rss()
         try:
             answer = page.call("run", request)
@@ -279,11 +277,11 @@ class EpBrowser:
                 page.close()
             raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {answer['error']}"
                                 + _too_large(self.ep, answer["error"]))
-        validation = [line for line in page.new_console_lines() if VALIDATION_ERROR in line]
-        if validation:
+        if answer["gpuErrors"]:  # WebGPU errors nobody caught, e.g. validation: the outputs cannot be trusted
             page.close()  # more of this run's errors may still arrive: they must not fail the next run
+            errors = "\n".join(answer["gpuErrors"])
             raise ModelRunError(f"{self._where(model)}: the browser reported a WebGPU error:"
-                                + _too_large(self.ep, "\n".join(validation)) + "\n" + "\n".join(validation))
+                                + _too_large(self.ep, errors) + "\n" + errors)
         if answer["log"] is not None:  # a new session: its creation log says where the nodes went
             self._sessions[session_key] = (
                 tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),

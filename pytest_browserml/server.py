@@ -3,7 +3,8 @@
 It listens on 127.0.0.1 on a free port and answers only under a random
 per-session token, so other local processes cannot read the models under
 test. It serves the harness, the onnxruntime-web files, the model files tests
-registered, and one-shot tensor mailboxes. Every response carries the
+registered, one-shot tensor mailboxes, and each page's call channel (a
+WebSocket, see channel.py). Every response carries the
 COOP/COEP headers that make the page cross-origin isolated (multi-threaded
 wasm needs it).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import secrets
 import shutil
 import stat
@@ -28,6 +30,8 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from .channel import PageChannel, accept_key
 
 HARNESS_DIR = Path(__file__).parent / "js"
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm"}
@@ -48,6 +52,7 @@ class HarnessServer:
         self._blobs: dict[str, list] = {}
         self._mailboxes: set[str] = set()
         self._received: dict[str, bytearray] = {}
+        self._channels: dict[str, queue.Queue] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((HOST, 0), _handler_for(self))
@@ -89,6 +94,14 @@ class HarnessServer:
             self._blobs[key] = parts
         return self.url(key)
 
+    def expect_channel(self) -> tuple[str, queue.Queue]:
+        """A ws:// URL a page connects to once, and the queue that then receives its PageChannel."""
+        key = f"channels/{next(self._ids)}"
+        connected: queue.Queue = queue.Queue(maxsize=1)
+        with self._lock:
+            self._channels[key] = connected
+        return "ws" + self.url(key).removeprefix("http"), connected
+
     def mailbox(self) -> str:
         """A URL the page PUTs bytes to, once; collect them with `collect`."""
         key = f"tensors/{next(self._ids)}"
@@ -119,6 +132,10 @@ class HarnessServer:
     def _take_blob(self, key: str):
         with self._lock:
             return self._blobs.pop(key, None)
+
+    def _take_channel(self, key: str) -> queue.Queue | None:
+        with self._lock:
+            return self._channels.pop(key, None)
 
     def _file(self, key: str) -> Path | None:
         with self._lock:
@@ -165,6 +182,9 @@ def _handler_for(server: HarnessServer):
             key = self._key()
             if key is None:
                 return
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                self._open_channel(key)
+                return
             blob = server._take_blob(key)
             if blob is not None:
                 self._respond(HTTPStatus.OK, "application/octet-stream", blob)
@@ -207,6 +227,23 @@ def _handler_for(server: HarnessServer):
                 return
             server._store(key, data)
             self._respond(HTTPStatus.NO_CONTENT, "text/plain", [])
+
+        def _open_channel(self, key: str) -> None:
+            """Hand the connection to the page's owner as a PageChannel; hold it open until that closes it."""
+            connected = server._take_channel(key)
+            client_key = self.headers.get("Sec-WebSocket-Key")
+            if connected is None or not client_key:
+                self._respond(HTTPStatus.NOT_FOUND, "text/plain", [b"no channel waiting here"])
+                return
+            self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept_key(client_key))
+            self.end_headers()
+            channel = PageChannel(self.connection, self.rfile)
+            connected.put(channel)
+            channel.wait_closed()
+            self.close_connection = True
 
         def _key(self) -> str | None:
             """The route after `/<token>/`, or None once a 404 has been sent."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from pytest_browserml.channel import ChannelClosed
 from pytest_browserml.server import HarnessServer
 
 SECRET = b"private key material"
@@ -243,3 +245,48 @@ def test_a_large_file_is_streamed_whole(tree, server):
     big = own_file(tree, "big.bin", os.urandom(3 << 20))
     server.register_file("models/abc/big.bin", big)
     assert get(server, "models/abc/big.bin") == (200, big.read_bytes())
+
+
+def open_websocket(server: HarnessServer, path: str) -> tuple[int, socket.socket]:
+    """A browser's WebSocket handshake on `path`: the status line's code, and the connection."""
+    address = urlsplit(server.base_url)
+    connection = socket.create_connection((address.hostname, address.port), timeout=10)
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {address.netloc}\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += connection.recv(1)
+    if int(head.split()[1]) == 101:
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's own example
+    return int(head.split()[1]), connection
+
+
+def page_frame(text: bytes, final: bool = True, opcode: int = 1) -> bytes:
+    """A frame as a browser sends it: masked, payload under 126 bytes."""
+    mask = b"\x01\x02\x03\x04"
+    return bytes([(0x80 if final else 0) | opcode, 0x80 | len(text)]) + mask + bytes(
+        byte ^ mask[i % 4] for i, byte in enumerate(text))
+
+
+def test_a_call_channel_opens_once_under_the_token_and_carries_calls(server):
+    url, connected = server.expect_channel()
+    route = url.removeprefix("ws" + server.base_url.removeprefix("http"))
+    assert open_websocket(server, f"/wrong/{route}")[0] == 404
+    assert open_websocket(server, f"/{server.token}/channels/9999")[0] == 404
+    status, page = open_websocket(server, f"/{server.token}/{route}")
+    assert status == 101
+    assert open_websocket(server, f"/{server.token}/{route}")[0] == 404  # once
+    channel = connected.get(timeout=10)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(channel.call, '{"name": "probe"}', 10)
+        assert page.recv(100) == b'\x81\x11{"name": "probe"}'  # unmasked, as a server sends
+        page.sendall(page_frame(b'{"ok": ', final=False) + page_frame(b"true}", opcode=0))
+        assert answer.result() == '{"ok": true}'
+        with pytest.raises(TimeoutError):
+            channel.call("{}", 0.2)
+        late = pool.submit(channel.call, "{}", 10)
+        page.close()
+        with pytest.raises(ChannelClosed):
+            late.result()
+    channel.close()

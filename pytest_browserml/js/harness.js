@@ -2,9 +2,10 @@
 // runs them with in-page timing, and moves tensors as raw bytes over the
 // plugin's local HTTP server (never as JSON number lists).
 //
-// Python drives it through page.evaluate with one plain object per call (sent
-// and returned as JSON text) and gets one plain object back; errors come back as
-// {ok: false, error} so that the test, not the page, decides what failed.
+// Python calls `load` through page.evaluate, then everything else over a
+// WebSocket to its server (`connect`): one plain object per call and one back,
+// as JSON text. Errors come back as {ok: false, error} so that the test, not the
+// page, decides what failed.
 
 let ort = null;
 const sessions = new Map(); // sessionKey -> {session, createMs, firstRunMs, log}
@@ -31,8 +32,15 @@ WebAssembly.Memory = function (...args) {
 WebAssembly.Memory.prototype = NativeMemory.prototype;
 
 // No web API reports GPU memory: count the bytes of live buffers ourselves.
-const gpu = { live: 0, peak: 0, sizes: new WeakMap() };
+// WebGPU errors nobody caught (validation, out of memory) are kept for the run's answer.
+const gpu = { live: 0, peak: 0, sizes: new WeakMap(), errors: [] };
 if (globalThis.GPUDevice) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    device.addEventListener("uncapturederror", (event) => gpu.errors.push(`${event.error.constructor.name}: ${event.error.message}`));
+    return device;
+  };
   const createBuffer = GPUDevice.prototype.createBuffer;
   GPUDevice.prototype.createBuffer = function (descriptor) {
     const buffer = createBuffer.call(this, descriptor);
@@ -57,6 +65,28 @@ export async function load({ ortUrl, wasmPaths }) {
     ortVersion: ort.env.versions?.web ?? null, crossOriginIsolated,
     platform: navigator.userAgentData?.platform || navigator.platform, userAgent: navigator.userAgent,
   };
+}
+
+// The channel Python makes its calls through after `load`: a WebSocket to its
+// server is one process hop shorter each way than page.evaluate.
+const CALLS = { probe, run };
+
+export function connect(url) {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url);
+    socket.onopen = () => resolve(true);
+    socket.onerror = () => reject(new Error(`the call channel ${url} did not open`));
+    socket.onmessage = async (event) => {
+      const { name, arg } = JSON.parse(event.data);
+      let answer;
+      try {
+        answer = await CALLS[name](arg);
+      } catch (error) {
+        answer = { browsermlError: String(error?.message ?? error) };
+      }
+      socket.send(JSON.stringify(answer));
+    };
+  });
 }
 
 // Whether the browser exposes what an EP needs, with the browser's own error text.
@@ -230,6 +260,7 @@ export async function run(request) {
     const feeds = await receiveFeeds(request);
     const inputMs = performance.now() - started;
     gpu.peak = gpu.live;
+    gpu.errors.length = 0;
     if (!entry) entry = await createSession(request);
     let outputs;
     if (entry.firstRunMs === null) {
@@ -254,7 +285,7 @@ export async function run(request) {
       ok: true, cached, outputs: sent.specs, outputBase64: sent.base64, timesMs,
       createMs: entry.createMs, firstRunMs: entry.firstRunMs,
       log: cached ? null : entry.log, // Python keeps it per session
-      memory: memoryPeaks(), transfer: { inputMs, outputMs }, profile,
+      memory: memoryPeaks(), transfer: { inputMs, outputMs }, profile, gpuErrors: gpu.errors.splice(0),
     };
   } catch (error) {
     if (entry && !sessions.has(request.sessionKey)) entry.session.release(); // its first run failed: not kept
