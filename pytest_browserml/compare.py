@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 _WORST_LIMIT = 10
+# Up to this many candidates for the worst table, sorting them all is cheaper than partitioning first.
+_SORT_ALL_UP_TO = 1024
 # Elements per block: a float64 temporary of a block is 512 KiB.
 _BLOCK_ELEMENTS = 1 << 16
 # Values sampled from each side for the permutation check of tensors larger than one block.
@@ -52,6 +54,8 @@ _ULP_INT_TYPES = {
     np.dtype(np.float32): np.int32,
     np.dtype(np.float64): np.int64,
 }
+# np.iinfo per call is slow; the most negative value of each bits type, as int64.
+_ULP_INT_MIN = {dtype: np.int64(np.iinfo(int_type).min) for dtype, int_type in _ULP_INT_TYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -219,13 +223,14 @@ def compare(name: str, obtained: np.ndarray, expected: np.ndarray, tolerance: To
 
 def _compared(name: str, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> OutputComparison:
     is_float = e.dtype.kind == "f"
+    blocks = _Blocks(o, e)
     totals = _Totals()
-    for start, (o_block, e_block) in flat_blocks(o, e):
-        totals.add(start, o_block, e_block, tolerance)
+    for block in blocks:
+        totals.add(block, tolerance)
 
     cosine = agreement = None
     if is_float and e.size:
-        cosine = _cosine(lambda: ((ov, ev) for _, _, ov, ev in _finite_pairs(o, e)))
+        cosine = _cosine(lambda: ((block.ov, block.ev) for block in blocks))
         if tolerance.topk is not None:
             agreement = topk_agreement(o, e, tolerance.topk, tolerance.topk_axis)
 
@@ -252,7 +257,7 @@ def _compared(name: str, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> 
         topk_agreement=agreement,
         worst=_worst_elements(o, e, totals.worst.positions()),
         problems=(),
-        diagnosis=_diagnose(o, e, totals, tolerance),
+        diagnosis=_diagnose(blocks, totals, tolerance),
     )
 
 
@@ -263,19 +268,97 @@ def flat_blocks(*arrays: np.ndarray) -> Iterator[tuple[int, list[np.ndarray]]]:
     block only, never of the whole array.
     """
     size = arrays[0].size
-    flats = [array.reshape(-1) if array.flags.c_contiguous else array.flat for array in arrays]
+    flats = [_flat(array) for array in arrays]
     for start in range(0, size, _BLOCK_ELEMENTS):
         stop = min(start + _BLOCK_ELEMENTS, size)
         yield start, [flat[start:stop] for flat in flats]
 
 
-def _finite_pairs(o: np.ndarray, e: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per block: its start, where both sides are finite, and those elements of each side in float64."""
-    for start, (o_block, e_block) in flat_blocks(o, e):
-        o64 = o_block.astype(np.float64)
-        e64 = e_block.astype(np.float64)
-        finite = np.isfinite(o64) & np.isfinite(e64)
-        yield start, finite, o64[finite], e64[finite]
+class _derived:
+    """A block attribute computed on first use and then stored on the block.
+
+    functools.cached_property does the same, but on Python < 3.12 its lock costs
+    more than the numpy call it saves.
+    """
+
+    def __init__(self, compute: Callable[[_Block], np.ndarray]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+
+    def __get__(self, block: _Block, owner: type | None = None) -> np.ndarray:
+        value = block.__dict__[self.name] = self.compute(block)
+        return value
+
+
+class _Block:
+    """One block of each tensor and what the comparison derives from it, each computed once.
+
+    Statistics, closeness, cosine and diagnosis all need the float64 values, the
+    difference or the finite pairs of the same block; computing them once saves
+    most of the numpy calls that dominate the cost of comparing small tensors.
+    Every pass needs the finite pairs; the rest is computed on first use.
+    """
+
+    def __init__(self, start: int, o: np.ndarray, e: np.ndarray) -> None:
+        self.start, self.o, self.e = start, o, e
+        self.is_float = e.dtype.kind == "f"
+        self.o64 = o.astype(np.float64)
+        self.e64 = e.astype(np.float64)
+        # With no NaN/Inf (never any for integers and bools), the NaN/Inf rules have nothing to do.
+        self.all_finite = not self.is_float or np.count_nonzero(self.finite) == self.finite.size
+        self.ov = self.finite_only(self.o64)  # the finite pairs in float64
+        self.ev = self.finite_only(self.e64)
+
+    def finite_only(self, values: np.ndarray) -> np.ndarray:
+        """The elements of values where both sides are finite (values itself if that is all of them)."""
+        return values if self.all_finite else values[self.finite]
+
+    @_derived
+    def finite(self) -> np.ndarray:
+        """Where both sides are finite."""
+        return np.isfinite(self.o64) & np.isfinite(self.e64)
+
+    @_derived
+    def diff(self) -> np.ndarray:
+        return self.o64 - self.e64
+
+    @_derived
+    def magnitude(self) -> np.ndarray:
+        """|obtained - expected|, in float64 (inf where that overflows)."""
+        return np.abs(self.diff)
+
+    @_derived
+    def abs_error(self) -> np.ndarray:
+        """|obtained - expected| of the finite pairs."""
+        return self.finite_only(self.magnitude)
+
+    @_derived
+    def abs_e64(self) -> np.ndarray:
+        return np.abs(self.e64)
+
+    @_derived
+    def ulp(self) -> np.ndarray:
+        """ULP distances; meaningless where a side is NaN, which every user masks out."""
+        return _ulp_distance(self.o, self.e)
+
+
+class _Blocks:
+    """The blocks of two equally shaped tensors, for several passes over them.
+
+    A tensor of at most one block keeps its block, so what one pass derives from
+    it serves the later ones too; a larger tensor is cut anew on each pass, so
+    only one block's temporaries are alive at a time.
+    """
+
+    def __init__(self, o: np.ndarray, e: np.ndarray) -> None:
+        self.o, self.e = o, e
+        self._kept = list(self._cut()) if e.size <= _BLOCK_ELEMENTS else None
+
+    def __iter__(self) -> Iterator[_Block]:
+        return iter(self._kept) if self._kept is not None else self._cut()
+
+    def _cut(self) -> Iterator[_Block]:
+        return (_Block(start, o_block, e_block) for start, (o_block, e_block) in flat_blocks(self.o, self.e))
 
 
 @dataclass
@@ -287,14 +370,17 @@ class _Largest:
 
     def add(self, positions: np.ndarray, magnitudes: np.ndarray) -> None:
         """Fold in candidates given in ascending position."""
-        if positions.size > _WORST_LIMIT:
+        if not positions.size:  # the kept ones are already in order
+            return
+        if positions.size > _SORT_ALL_UP_TO:
             threshold = np.partition(magnitudes, -_WORST_LIMIT)[-_WORST_LIMIT]
             above = np.flatnonzero(magnitudes > threshold)
             tied = np.flatnonzero(magnitudes == threshold)[: _WORST_LIMIT - above.size]
             keep = np.sort(np.concatenate((above, tied)))
             positions, magnitudes = positions[keep], magnitudes[keep]
-        positions = np.concatenate((self.positions, positions))
-        magnitudes = np.concatenate((self.magnitudes, magnitudes))
+        if self.positions.size:
+            positions = np.concatenate((self.positions, positions))
+            magnitudes = np.concatenate((self.magnitudes, magnitudes))
         order = np.lexsort((positions, -magnitudes))[:_WORST_LIMIT]
         self.positions, self.magnitudes = positions[order], magnitudes[order]
 
@@ -311,15 +397,17 @@ class _WorstSelection:
     mismatches: _Largest = field(default_factory=_Largest)
     differences: _Largest = field(default_factory=_Largest)
 
-    def add(self, start: int, diff: np.ndarray, out: np.ndarray) -> None:
-        magnitude = np.abs(diff)
-        finite = np.isfinite(magnitude)
-        room = _WORST_LIMIT - len(self.non_finite)
-        if room > 0:
-            self.non_finite += (np.flatnonzero(out & ~finite)[:room] + start).tolist()
-        mismatches = np.flatnonzero(out & finite)
-        self.mismatches.add(mismatches + start, magnitude[mismatches])
-        differences = np.flatnonzero(~out & finite & (magnitude > 0))
+    def add(self, start: int, magnitude: np.ndarray, out: np.ndarray, any_out: bool) -> None:
+        """Fold in a block given |differences| and where it is out of tolerance (any_out: anywhere at all)."""
+        finite = np.isfinite(magnitude)  # not the finite pairs: a difference of finite values can overflow
+        if any_out:
+            room = _WORST_LIMIT - len(self.non_finite)
+            if room > 0:
+                self.non_finite += ((out & ~finite).nonzero()[0][:room] + start).tolist()
+            mismatches = (out & finite).nonzero()[0]
+            self.mismatches.add(mismatches + start, magnitude[mismatches])
+            finite &= ~out
+        differences = (finite & (magnitude > 0)).nonzero()[0]  # 1-D: the same as np.flatnonzero, cheaper
         self.differences.add(differences + start, magnitude[differences])
 
     def positions(self) -> list[int]:
@@ -354,19 +442,16 @@ class _Totals:
     max_ulp: int | None = None
     worst: _WorstSelection = field(default_factory=_WorstSelection)
 
-    def add(self, start: int, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> None:
-        is_float = e.dtype.kind == "f"
-        close = _close(o, e, tolerance)
-        within = close | (np.isfinite(o) & np.isfinite(e)) if is_float and _whole_tensor_only(tolerance) else close
-        self.mismatched += int(within.size - np.count_nonzero(within))
+    def add(self, block: _Block, tolerance: Tolerance) -> None:
+        o, e, is_float = block.o, block.e, block.is_float
+        close = _close(block, tolerance)
+        within = close | block.finite if is_float and _whole_tensor_only(tolerance) else close
+        out = int(within.size - np.count_nonzero(within))
+        self.mismatched += out
         self.close += int(np.count_nonzero(close))
 
-        o64 = o.astype(np.float64)
-        e64 = e.astype(np.float64)
-        diff = o64 - e64
-        finite = np.isfinite(o64) & np.isfinite(e64)
-        abs_diff = np.abs(diff[finite])
-        abs_expected = np.abs(e64[finite])
+        abs_diff = block.abs_error
+        abs_expected = block.finite_only(block.abs_e64)
         nonzero = abs_expected > 0
         rel = abs_diff[nonzero] / abs_expected[nonzero]
         self.finite += abs_diff.size
@@ -376,13 +461,16 @@ class _Totals:
         self.rel_sum += rel.sum()
         self.rel_max = _larger(self.rel_max, rel)
         if is_float and abs_diff.size:
-            self.max_ulp = max(self.max_ulp or 0, int(ulp_distance(o[finite], e[finite]).max()))
-        self.worst.add(start, diff, ~within)
+            # abs_max 0: every finite pair so far is equal, and equal floats (+0 and -0 too) are 0 ULP
+            # apart, so identical outputs need no bit twiddling.
+            ulp = int(block.finite_only(block.ulp).max()) if self.abs_max > 0 else 0
+            self.max_ulp = max(self.max_ulp or 0, ulp)
+        self.worst.add(block.start, block.magnitude, ~within, out > 0)
 
-        equal = o == e
-        self.obtained_nonzero = self.obtained_nonzero or bool(o.any())
-        self.expected_nonzero = self.expected_nonzero or bool(e.any())
-        if is_float:
+        equal = o == e if is_float else close  # for integers and bools, close is o == e
+        self.obtained_nonzero = self.obtained_nonzero or np.count_nonzero(o) > 0  # cheaper than any()
+        self.expected_nonzero = self.expected_nonzero or np.count_nonzero(e) > 0
+        if not block.all_finite:  # else there is no NaN or Inf to count
             nan_o, nan_e = np.isnan(o), np.isnan(e)
             if tolerance.nan_equal:
                 equal |= nan_o & nan_e
@@ -447,14 +535,26 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     shape = a.shape
     a = np.atleast_1d(a)
     b = np.atleast_1d(b)
-    ordered_a = _ordered_bits(a)
-    ordered_b = _ordered_bits(b)
-    high = np.maximum(ordered_a, ordered_b).view(np.uint64)
-    low = np.minimum(ordered_a, ordered_b).view(np.uint64)
-    # Wrap-around uint64 subtraction is exact here: the true distance is < 2**64.
-    distance = np.minimum(high - low, np.uint64(_INT64_MAX)).astype(np.int64)
+    distance = _ulp_distance(a, b)
     distance[np.isnan(a) | np.isnan(b)] = _INT64_MAX
     return distance.reshape(shape)
+
+
+def _ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ulp_distance of two arrays of one float dtype and shape, at least 1-D, unchecked.
+
+    Where a side is NaN the distance is meaningless: internal callers mask NaN out anyway.
+    """
+    ordered_a = _ordered_bits(a)
+    ordered_b = _ordered_bits(b)
+    if a.dtype.itemsize < 8:  # float16/32: the distance is below 2**33, plain int64 arithmetic is exact
+        distance = np.abs(ordered_a - ordered_b)
+    else:
+        high = np.maximum(ordered_a, ordered_b).view(np.uint64)
+        low = np.minimum(ordered_a, ordered_b).view(np.uint64)
+        # Wrap-around uint64 subtraction is exact here: the true distance is < 2**64.
+        distance = np.minimum(high - low, np.uint64(_INT64_MAX)).astype(np.int64)
+    return distance
 
 
 def cosine_similarity(a, b) -> float:
@@ -476,8 +576,8 @@ def _cosine(pairs: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]) -> flo
     """Cosine over blocks of float64 pairs: one pass finds the scales, a second sums the products."""
     x_scale = y_scale = np.float64(0.0)
     for x, y in pairs():
-        x_scale = np.maximum(x_scale, np.max(np.abs(x), initial=0.0))  # np.maximum keeps a NaN
-        y_scale = np.maximum(y_scale, np.max(np.abs(y), initial=0.0))
+        x_scale = np.maximum(x_scale, np.abs(x).max(initial=0.0))  # np.maximum keeps a NaN
+        y_scale = np.maximum(y_scale, np.abs(y).max(initial=0.0))
     if x_scale == 0 and y_scale == 0:
         return 1.0
     if x_scale == 0 or y_scale == 0:
@@ -490,7 +590,7 @@ def _cosine(pairs: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]) -> flo
         x_squares += np.dot(x, x)
         y_squares += np.dot(y, y)
     value = dot / (np.sqrt(x_squares) * np.sqrt(y_squares))
-    return float(np.clip(value, -1.0, 1.0)) if np.isfinite(value) else float("nan")
+    return min(max(float(value), -1.0), 1.0) if np.isfinite(value) else float("nan")  # np.clip is slow
 
 
 def topk_agreement(obtained, expected, k, axis=-1) -> float:
@@ -531,10 +631,9 @@ def _row_blocks(array: np.ndarray) -> Iterator[np.ndarray]:
 
 def _ordered_bits(x: np.ndarray) -> np.ndarray:
     """Float bits as int64 that sort like the floats (sign-magnitude to two's complement)."""
-    int_type = _ULP_INT_TYPES[x.dtype]
-    bits = x.view(int_type).astype(np.int64)
+    bits = x.view(_ULP_INT_TYPES[x.dtype]).astype(np.int64)
     # For a negative float, bits = MIN + magnitude; MIN - bits = -magnitude fits in int64.
-    return np.where(bits < 0, np.int64(np.iinfo(int_type).min) - bits, bits)
+    return np.where(bits < 0, _ULP_INT_MIN[x.dtype] - bits, bits)
 
 
 def _compare_strings(name: str, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> OutputComparison:
@@ -612,46 +711,50 @@ def _whole_tensor_only(tolerance: Tolerance) -> bool:
     )
 
 
-def _close(o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> np.ndarray:
+def _close(block: _Block, tolerance: Tolerance) -> np.ndarray:
     """Element-wise closeness under the tolerance's element-wise rule and NaN/Inf policy.
 
     With no element-wise criterion this is equality, which is also what the
     diagnosis uses to locate differences for whole-tensor-only tolerances.
+    Runs under compare's errstate (overflow and NaN are expected here).
     """
-    if e.dtype.kind != "f":
+    o, e = block.o, block.e
+    if not block.is_float:
         return o == e
-    with np.errstate(invalid="ignore", over="ignore"):
-        if _has_elementwise(tolerance):
-            ok = np.zeros(e.shape, dtype=bool)
-            if tolerance.atol is not None or tolerance.rtol is not None:
-                o64 = o.astype(np.float64)
-                e64 = e.astype(np.float64)
-                bound = (tolerance.atol or 0.0) + (tolerance.rtol or 0.0) * np.abs(e64)
-                ok |= np.abs(o64 - e64) <= bound
-            if tolerance.ulp is not None:
-                ok |= ulp_distance(o, e) <= tolerance.ulp
+    if _has_elementwise(tolerance):
+        if tolerance.atol is not None or tolerance.rtol is not None:
+            ok = block.magnitude <= (tolerance.atol or 0.0) + (tolerance.rtol or 0.0) * block.abs_e64
         else:
-            ok = o == e
-        finite = np.isfinite(o) & np.isfinite(e)
+            ok = np.zeros(e.shape, dtype=bool)
+        if tolerance.ulp is not None:
+            ok |= block.ulp <= tolerance.ulp
+    else:
+        ok = o == e
+    if not block.all_finite:
         # Infinities must match exactly (same sign); NaN never equals anything here.
-        ok = np.where(finite, ok, o == e)
-    if tolerance.nan_equal:
-        ok |= np.isnan(o) & np.isnan(e)
+        ok = np.where(block.finite, ok, o == e)
+        if tolerance.nan_equal:
+            ok |= np.isnan(o) & np.isnan(e)
     return ok
 
 
 def _worst_elements(o: np.ndarray, e: np.ndarray, positions: list[int]) -> tuple[WorstElement, ...]:
-    rows = []
-    for position in positions:
-        index = tuple(int(i) for i in np.unravel_index(position, e.shape))
-        obtained, expected = o[index], e[index]
-        rows.append(WorstElement(index=index, obtained=obtained.item(), expected=expected.item(),
-                                 difference=float(np.float64(obtained) - np.float64(expected))))
-    return tuple(rows)
+    """The table rows at the given flat positions, gathered with one numpy call per column."""
+    if not positions:
+        return ()
+    at = np.array(positions, np.int64)
+    indices = zip(*(i.tolist() for i in np.unravel_index(at, e.shape))) if e.ndim else [()] * at.size
+    obtained, expected = _flat(o)[at], _flat(e)[at]
+    differences = obtained.astype(np.float64) - expected.astype(np.float64)
+    return tuple(
+        WorstElement(index=tuple(index), obtained=ov, expected=ev, difference=difference)
+        for index, ov, ev, difference in zip(indices, obtained.tolist(), expected.tolist(), differences.tolist())
+    )
 
 
-def _diagnose(o: np.ndarray, e: np.ndarray, totals: _Totals, tolerance: Tolerance) -> str:
+def _diagnose(blocks: _Blocks, totals: _Totals, tolerance: Tolerance) -> str:
     """One line telling harmless (float16/GPU) drift from a real break."""
+    o, e = blocks.o, blocks.e
     is_float = e.dtype.kind == "f"
     if not totals.unequal:
         return "identical"
@@ -670,40 +773,42 @@ def _diagnose(o: np.ndarray, e: np.ndarray, totals: _Totals, tolerance: Toleranc
     if e.size > 1 and totals.close < e.size and _same_values(o, e, tolerance):
         return "a permutation of the expected values (same values, different order)"
 
-    explained = _offset_or_scale(o, e, np.finfo(e.dtype).eps if is_float else 0.0)
+    explained = _offset_or_scale(blocks, np.finfo(e.dtype).eps if is_float else 0.0)
     if explained:
         return explained
     if is_float:
-        drift = _float16_drift(o, e)
+        drift = _float16_drift(blocks)
         if drift <= _FLOAT16_DRIFT_ULP:
             return f"float16-rounding-sized drift (max {drift} ULP in float16)"
-    error, position = _largest_finite_error(o, e)
+    error, position = _largest_finite_error(blocks)
     index = tuple(int(i) for i in np.unravel_index(position, e.shape))
     prefix = "errors larger than float16 rounding" if is_float else "values differ"
     return f"{prefix}: max abs error {error:.6g} at index {index}"
 
 
-def _float16_drift(o: np.ndarray, e: np.ndarray) -> int:
-    """Largest ULP distance in float16 between the finite pairs, once both are rounded to float16."""
+def _float16_drift(blocks: _Blocks) -> int:
+    """Largest ULP distance in float16 between the finite pairs, once both are rounded to float16.
+
+    Rounding the float64 copies is rounding the original values: widening a float to float64 is exact.
+    """
     drift = 0
     with np.errstate(over="ignore"):
-        for _, (o_block, e_block) in flat_blocks(o, e):
-            finite = np.isfinite(o_block) & np.isfinite(e_block)
-            if finite.any():
-                distance = ulp_distance(o_block[finite].astype(np.float16), e_block[finite].astype(np.float16))
+        for block in blocks:
+            if block.ov.size:
+                distance = _ulp_distance(block.ov.astype(np.float16), block.ev.astype(np.float16))
                 drift = max(drift, int(distance.max()))
     return drift
 
 
-def _largest_finite_error(o: np.ndarray, e: np.ndarray) -> tuple[float, int]:
+def _largest_finite_error(blocks: _Blocks) -> tuple[float, int]:
     """The largest |obtained - expected| among finite pairs and the flat position of its first occurrence."""
     largest, position = -1.0, 0
-    for start, finite, ov, ev in _finite_pairs(o, e):
-        if ov.size:
-            magnitude = np.abs(ov - ev)
+    for block in blocks:
+        magnitude = block.abs_error
+        if magnitude.size:
             at = int(np.argmax(magnitude))
             if magnitude[at] > largest:
-                largest, position = float(magnitude[at]), start + int(np.flatnonzero(finite)[at])
+                largest, position = float(magnitude[at]), block.start + int(np.flatnonzero(block.finite)[at])
     return largest, position
 
 
@@ -714,7 +819,7 @@ def _same_values(o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> bool:
     distribution instead (:func:`_same_distribution`).
     """
     if e.size <= _BLOCK_ELEMENTS:
-        return bool(_close(np.sort(o, axis=None), np.sort(e, axis=None), tolerance).all())
+        return bool(_close(_Block(0, np.sort(o, axis=None), np.sort(e, axis=None)), tolerance).all())
     return _same_distribution(o, e, tolerance)
 
 
@@ -750,7 +855,12 @@ def _same_distribution(o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> bo
 
 
 def _strided(array: np.ndarray, step: int) -> np.ndarray:
-    return (array.reshape(-1) if array.flags.c_contiguous else array.flat)[::step]
+    return _flat(array)[::step]
+
+
+def _flat(array: np.ndarray):
+    """The elements in C order without copying the array: a view, or a flat iterator that slices and indexes."""
+    return array.reshape(-1) if array.flags.c_contiguous else array.flat
 
 
 def _allowed_error(points: np.ndarray, dtype: np.dtype, tolerance: Tolerance) -> np.ndarray:
@@ -774,7 +884,7 @@ def _counts_at_most(array: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _offset_or_scale(o: np.ndarray, e: np.ndarray, eps: float) -> str | None:
+def _offset_or_scale(blocks: _Blocks, eps: float) -> str | None:
     """Name a nearly constant offset or scale between obtained and expected, if there is one.
 
     "Nearly constant" means the fit leaves less than 1 % of the effect
@@ -784,7 +894,8 @@ def _offset_or_scale(o: np.ndarray, e: np.ndarray, eps: float) -> str | None:
     """
     count = 0
     difference_sum = square_sum = energy = product = 0.0
-    for _, _, ov, ev in _finite_pairs(o, e):
+    for block in blocks:
+        ov, ev = block.ov, block.ev
         count += ov.size
         difference_sum += (ov - ev).sum()
         square_sum += (ev * ev).sum()
@@ -796,24 +907,24 @@ def _offset_or_scale(o: np.ndarray, e: np.ndarray, eps: float) -> str | None:
     noise = 2.0 * eps * rms_expected
     offset = float(difference_sum / count)
     if abs(offset) > noise:
-        spread = _root_mean_square(o, e, lambda ov, ev: ov - ev - offset, count)
+        spread = _root_mean_square(blocks, lambda ov, ev: ov - ev - offset, count)
         if spread <= _FIT_RELATIVE_SPREAD * abs(offset) + noise:
             return f"constant offset of {offset:.6g}"
     if energy > 0:
         scale = float(product) / float(energy)
         effect = abs(scale - 1.0) * rms_expected
         if effect > noise:
-            residual = _root_mean_square(o, e, lambda ov, ev: ov - scale * ev, count)
+            residual = _root_mean_square(blocks, lambda ov, ev: ov - scale * ev, count)
             if residual <= _FIT_RELATIVE_SPREAD * effect + noise:
                 return f"scaled by {scale:.6g}"
     return None
 
 
-def _root_mean_square(o: np.ndarray, e: np.ndarray, residual: Callable, count: int) -> float:
+def _root_mean_square(blocks: _Blocks, residual: Callable, count: int) -> float:
     """RMS of residual(obtained, expected) over the finite pairs."""
     total = 0.0
-    for _, _, ov, ev in _finite_pairs(o, e):
-        value = residual(ov, ev)
+    for block in blocks:
+        value = residual(block.ov, block.ev)
         total += (value * value).sum()
     return float(np.sqrt(total / count))
 

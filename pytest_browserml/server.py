@@ -47,8 +47,9 @@ class HarnessServer:
             "harness.js": (HARNESS_DIR / "harness.js").resolve(),
         }
         for path in ort_dist.iterdir():
-            if path.is_file() and _inside_own_folder(path):  # a stray symlink out of the cache is not served
-                self._files[f"ort/{path.name}"] = path.resolve()
+            resolved = _resolved_inside_own_folder(path)
+            if path.is_file() and resolved:  # a stray symlink out of the cache is not served
+                self._files[f"ort/{path.name}"] = resolved
         self._blobs: dict[str, list] = {}
         self._mailboxes: set[str] = set()
         self._received: dict[str, bytearray] = {}
@@ -80,11 +81,12 @@ class HarnessServer:
             raise ValueError(f"pytest-browserml does not serve {path} at {route!r}: the route has a '..' or "
                              "empty part (an external data location outside the model's folder?)")
         route = "/".join(parts)
-        if not _inside_own_folder(path):
+        resolved = _resolved_inside_own_folder(path)
+        if resolved is None:
             raise ValueError(f"pytest-browserml does not serve {path}: it is a symlink to {path.resolve()}, "
                              "outside its folder")
         with self._lock:
-            self._files[route] = path.resolve()
+            self._files[route] = resolved
         return self.url(route)
 
     def offer(self, parts: list) -> str:
@@ -154,9 +156,10 @@ class HarnessServer:
             self._received[key] = data
 
 
-def _inside_own_folder(path: Path) -> bool:
-    """False for a symlink (or a path through `..`) that resolves outside the folder it sits in."""
-    return path.resolve().is_relative_to(path.parent.resolve())
+def _resolved_inside_own_folder(path: Path) -> Path | None:
+    """The path resolved, or None for a symlink (or a path through `..`) that leads out of its folder."""
+    resolved = path.resolve()
+    return resolved if resolved.is_relative_to(path.parent.resolve()) else None
 
 
 def _open_regular(path: Path):

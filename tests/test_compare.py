@@ -170,6 +170,25 @@ def test_worst_lists_mismatches_before_larger_in_tolerance_differences():
     assert [w.index for w in result.worst] == [(1,), (0,)]
 
 
+@pytest.mark.parametrize("size", [30, 3000])  # few candidates are sorted, many are partitioned first
+def test_worst_table_takes_the_largest_then_the_first_positions(size):
+    expected = np.zeros((size // 3, 3), np.float32)
+    obtained = np.full_like(expected, 0.5)
+    obtained.reshape(-1)[[size - 1, 5]] = 0.75
+    result = compare("y", obtained, expected, DEFAULT)
+    flat = [5, size - 1, 0, 1, 2, 3, 4, 6, 7, 8]
+    assert [w.index for w in result.worst] == [divmod(i, 3) for i in flat]
+    assert [w.difference for w in result.worst] == [0.75, 0.75] + [0.5] * 8
+
+
+def test_identical_up_to_the_sign_of_zero_is_zero_error():
+    expected = np.array([[0.0, -0.0, 1.5], [-2.0, 0.0, 3.0]], np.float32)
+    obtained = np.array([[-0.0, 0.0, 1.5], [-2.0, -0.0, 3.0]], np.float32)
+    result = compare("y", obtained, expected, Tolerance())
+    assert result.passed and result.diagnosis == "identical" and result.worst == ()
+    assert (result.max_abs_error, result.max_ulp, result.mismatched) == (0.0, 0, 0)
+
+
 # --- NaN and Inf --------------------------------------------------------------
 
 
