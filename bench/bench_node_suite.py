@@ -33,6 +33,9 @@ import _common
 from _common import figure, mean, median, percentile
 
 NAME = "node-suite"
+# where the pytest process waits for the browser: the page's channel, Playwright's event loop, the server
+WAITS = ("<method 'recv_into' of '_socket.socket' objects>", "<method 'poll' of 'select.epoll' objects>",
+         "<method 'acquire' of '_thread.lock' objects>")
 
 
 def in_page_floor(call: dict) -> float:
@@ -241,21 +244,21 @@ def profile(folder: Path, subset: list[Path]) -> None:
     stats = pstats.Stats(str(output))
     total = stats.total_tt
     waits = sum(tt for (file, _, name), (_, _, tt, _, _) in stats.stats.items()
-                if name in ("<method 'poll' of 'select.epoll' objects>", "<method 'acquire' of '_thread.lock' objects>"))
+                if name in WAITS)
     by_group: dict[str, float] = {}
     for (file, _, name), (_, _, tt, _, _) in stats.stats.items():
-        if name in ("<method 'poll' of 'select.epoll' objects>", "<method 'acquire' of '_thread.lock' objects>"):
+        if name in WAITS:
             continue
         by_group[_group(file, name)] = by_group.get(_group(file, name), 0.0) + tt
     print(f"[{NAME}] cProfile of the pytest process on {len(subset)} cases: {wall:.1f} s wall under the profiler, "
-          f"{total:.1f} s profiled, of which {waits:.1f} s waiting for the browser (epoll/lock)")
+          f"{total:.1f} s profiled, of which {waits:.1f} s waiting for the browser (channel socket, epoll, lock)")
     print(f"[{NAME}] Python CPU time by package (s, {len(subset)} cases; the profiler inflates it):")
     for group, seconds in sorted(by_group.items(), key=lambda kv: -kv[1])[:10]:
         print(f"    {seconds:6.2f}  {seconds * 1000 / len(subset):6.2f} ms/case  {group}")
     print(f"[{NAME}] functions by own time, waits excluded (s; cumulative times are unusable: Playwright's sync "
           "API switches greenlets):")
     rows = [(tt, count, f"{_short(file)}:{line} {name}") for (file, line, name), (_, count, tt, _, _)
-            in stats.stats.items() if "epoll" not in name and "_thread.lock" not in name]
+            in stats.stats.items() if name not in WAITS]
     for seconds, count, label in sorted(rows, reverse=True)[:16]:
         print(f"    {seconds:6.2f}  {count:8d} calls  {label}")
 

@@ -11,6 +11,7 @@ hung or failed is closed; its owner opens a new one.
 from __future__ import annotations
 
 import json
+import queue
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -44,7 +45,11 @@ class HarnessPage:
         if not remote:
             url, connected = server.expect_channel()
             self.page.evaluate("url => window.browserml.connect(url)", url)
-            self.channel = connected.get(timeout=timeout_s)
+            try:
+                self.channel = connected.get(timeout=timeout_s)
+            except queue.Empty:
+                raise PageFailure(f"the page's call channel {url} did not connect within "
+                                  f"browserml_timeout = {timeout_s:g} s") from None
 
     def call(self, function: str, arg: dict, timeout_s: float | None = None) -> dict:
         """Await `browserml.<function>(arg)` in the page and return its (JSON) result.
