@@ -54,8 +54,8 @@ class HarnessPage:
     def call(self, function: str, arg: dict, timeout_s: float | None = None) -> dict:
         """Await `browserml.<function>(arg)` in the page and return its (JSON) result.
 
-        Both ways travel as one JSON text: Playwright's own value serialization walks every
-        field on both sides and cost about 3 ms a call (bench/bench_node_suite.py).
+        Both ways travel as one JSON text, through Playwright too: its own value serialization
+        walks every field on both sides and cost about 3 ms a call (bench/bench_node_suite.py).
         """
         timeout_s = timeout_s or self.timeout_s
         if self.channel is None:
