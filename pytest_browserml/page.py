@@ -67,15 +67,12 @@ class HarnessPage:
             self.close()
             raise PageFailure(_timed_out(timeout_s)) from None
         except ChannelClosed as closed:
-            failure = self._failure()
-            self.close()
-            raise PageFailure(f"{failure}: {closed}; it was replaced") from None
+            raise self._replaced(str(closed)) from None
         except BaseException:  # e.g. Ctrl-C: an answer still on its way must not reach the next call
             self.close()
             raise
         if "browsermlError" in answer:
-            self.close()
-            raise PageFailure(f"the page failed: {answer['browsermlError']}; it was replaced")
+            raise self._replaced(answer["browsermlError"])
         return answer
 
     def _call_through_playwright(self, function: str, arg: dict, timeout_s: float) -> dict:
@@ -88,16 +85,18 @@ class HarnessPage:
             self.close()
             raise PageFailure(_timed_out(timeout_s)) from None
         except PlaywrightError as error:
-            failure = self._failure()
-            self.close()
-            raise PageFailure(f"{failure}: {error.message.splitlines()[0]}; it was replaced") from error
+            raise self._replaced(error.message.splitlines()[0]) from error
 
-    def _failure(self) -> str:
+    def _replaced(self, detail: str) -> PageFailure:
+        """Close the page (its owner opens a new one) and say what became of it."""
         if not self.browser_alive:
-            return "the browser process exited (killed or crashed)"
-        if self.crashed or (self.processes.all and not self.processes.running("renderer")):
-            return "the page crashed (renderer killed or out of memory)"
-        return "the page failed"
+            failure = "the browser process exited (killed or crashed)"
+        elif self.crashed or (self.processes.all and not self.processes.running("renderer")):
+            failure = "the page crashed (renderer killed or out of memory)"
+        else:
+            failure = "the page failed"
+        self.close()
+        return PageFailure(f"{failure}: {detail}; it was replaced")
 
     @property
     def usable(self) -> bool:
