@@ -58,15 +58,8 @@ class PytestRun:
     started: float  # time.time() just before the subprocess was started
     marks: list[dict] = field(default_factory=list)  # one per process (controller and workers)
     items: list[dict] = field(default_factory=list)
-    cpu_s: float = 0.0  # user + system CPU of the whole process tree (reaped descendants)
     cpu_by_kind: dict[str, float] = field(default_factory=dict)  # sampled from /proc, by process kind
     system_busy_cores: float | None = None  # the whole machine's busy cores during the run (all processes)
-
-    def outcome_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for item in self.items:
-            counts[item.get("outcome", "?")] = counts.get(item.get("outcome", "?"), 0) + 1
-        return counts
 
     def summary_line(self) -> str:
         lines = [line for line in self.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
@@ -86,7 +79,6 @@ def run_pytest(args: list[str], cwd: Path, timings: Path | None = None, env: dic
         command[3:3] = ["-p", "_bench_timing"]
     started_wall = time.time()
     started = time.perf_counter()
-    before = os.times()
     with subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as process:
         sampler = ProcessSampler(process.pid) if sample else None
@@ -95,9 +87,7 @@ def run_pytest(args: list[str], cwd: Path, timings: Path | None = None, env: dic
         finally:
             if sampler:
                 sampler.stop()
-    after = os.times()
     run = PytestRun(time.perf_counter() - started, process.returncode, stdout, stderr, started_wall)
-    run.cpu_s = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     run.cpu_by_kind = sampler.by_kind() if sampler else {}
     run.system_busy_cores = sampler.system_busy_cores if sampler else None
     if timings is not None:

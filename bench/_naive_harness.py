@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pytest_browserml.transport import NUMPY_TYPES, ORT_TYPES
+
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>naive</title></head><body>naive</body></html>"""
 
 LOAD = """async ({ortUrl, wasmPaths}) => {
@@ -79,10 +81,6 @@ CREATE_AT_LEVEL = """async ({modelUrl, level}) => {
   }
 }"""
 
-NUMPY = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
-         "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32, "int64": np.int64,
-         "uint64": np.uint64, "bool": np.bool_}
-DTYPE_NAMES = {np.dtype(v): k for k, v in NUMPY.items()}
 
 
 def read_arrays(folder: Path):
@@ -110,7 +108,7 @@ def read_arrays(folder: Path):
         return arrays
 
     inputs = tensors("input", input_names)
-    if any(array.dtype.kind not in "OUS" and array.dtype not in DTYPE_NAMES for array in inputs.values()):
+    if any(array.dtype.kind not in "OUS" and array.dtype not in ORT_TYPES for array in inputs.values()):
         return None  # bfloat16 and the like
     return inputs, tensors("output", output_names)
 
@@ -127,7 +125,7 @@ def read_case(folder: Path):
                           "data": [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]})
             continue
         data = array.view(np.uint16) if array.dtype == np.float16 else array
-        specs.append({"name": name, "dtype": DTYPE_NAMES[array.dtype], "shape": list(array.shape),
+        specs.append({"name": name, "dtype": ORT_TYPES[array.dtype], "shape": list(array.shape),
                       "data": data.reshape(-1).tolist()})
     return specs, arrays[1]
 
@@ -141,10 +139,10 @@ def outputs_match(answer: dict, expected: dict) -> bool:
             if list(got["data"]) != [v.decode() if isinstance(v, bytes) else str(v) for v in golden.reshape(-1)]:
                 return False
             continue
-        dtype = NUMPY.get(got["dtype"])
+        dtype = NUMPY_TYPES.get(got["dtype"])
         if dtype is None:
             return False
-        bits = dtype is np.float16 and got.get("bits")
+        bits = dtype == np.float16 and got.get("bits")
         raw = np.array(got["data"], dtype=np.uint16 if bits else dtype)
         array = (raw.view(np.float16) if bits else raw).reshape(got["shape"])
         if array.shape != golden.shape:

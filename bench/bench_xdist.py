@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import _common
@@ -46,7 +45,6 @@ def main() -> None:
 
 
 def measure(folder: Path, workers: int, cases: int) -> tuple[float, float, float]:
-    started = time.perf_counter()
     run = _common.run_pytest(["node", "-q", "-n", str(workers), "--browser-ep", "wasm"], folder,
                              timings=folder / f"timings-{workers}.jsonl", sample=True)
     items = len(run.items)
