@@ -25,6 +25,6 @@ def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider) -> EpBrowser
     if not probe["ok"]:
         message = f"{ep.id} cannot run in this browser: {probe['reason']}"
         if runtime.settings.strict:
-            pytest.fail(f"{message} (--browser-ep-strict is set)", pytrace=False)
+            pytest.fail(f"{message} (--browser-ep-strict or browserml_ep_strict is set)", pytrace=False)
         pytest.skip(message)
     return ep_browser

@@ -21,13 +21,15 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("browserml", "run ONNX models in a real browser (pytest-browserml)")
 
     def option(flag, ini, help, *, ini_type=None, default=None, **kwargs):
-        group.addoption(flag, dest=ini, help=f"{help} (ini: {ini})", **kwargs)
+        # The option's own default is None whatever its action (a store_true would read False): None means
+        # "not given", and `setting` then reads the ini, whose default is `default`.
+        group.addoption(flag, dest=ini, help=f"{help} (ini: {ini})", default=None, **kwargs)
         parser.addini(ini, help=help, type=ini_type, default=default)
 
     option("--browser-ep", "browserml_eps", "execution provider to run on: wasm, webgpu, webnn or webnn:gpu|npu; "
            "repeat for several (default: wasm)", action="append", ini_type="args", default=["wasm"])
     option("--browser-ep-strict", "browserml_ep_strict", "an EP that cannot run here is an error, not a skip",
-           action="store_true", default=None, ini_type="bool")
+           action="store_true", default=False, ini_type="bool")
     option("--browser-executable", "browserml_browser_executable", "path of a Chromium-based browser to use "
            "instead of the pinned Chromium")
     option("--browser-channel", "browserml_browser_channel", "a Playwright browser channel to use instead of "

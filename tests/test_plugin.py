@@ -5,10 +5,12 @@ from __future__ import annotations
 import stat
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from pytest_browserml import provision
+from pytest_browserml import options, provision
+from pytest_browserml.context import RUNTIME_KEY
 from tests import modelzoo
 
 ADD_TEST = """
@@ -44,6 +46,45 @@ def test_the_ini_twin_and_the_default(project):
     project.runpytest_subprocess("-v").stdout.fnmatch_lines(["*test_add?webgpu? PASSED*"])
     project.makeini("[pytest]\n")
     project.runpytest_subprocess("-v").stdout.fnmatch_lines(["*test_add?wasm? PASSED*"])
+
+
+INI_TWINS = [  # (ini, value, what the session then uses)
+    ("browserml_eps", "webgpu webnn:gpu", lambda c: [ep.id for ep in _settings(c).eps] == ["webgpu", "webnn:gpu"]),
+    ("browserml_ep_strict", "true", lambda c: _settings(c).strict is True),
+    ("browserml_browser_executable", "/opt/chrome", lambda c: _settings(c).browser_executable == "/opt/chrome"),
+    ("browserml_browser_channel", "msedge", lambda c: _settings(c).browser_channel == "msedge"),
+    ("browserml_ws_endpoints", "ws://a:1/x ws://b:2/y",
+     lambda c: _settings(c).ws_endpoints == ("ws://a:1/x", "ws://b:2/y")),
+    ("browserml_ort_web_version", "1.29.0", lambda c: _settings(c).ort_web_version == "1.29.0"),
+    ("browserml_ort_web_bundle", "webgpu", lambda c: _settings(c).ort_web_bundle == "webgpu"),
+    ("browserml_golden_dir", "refs", lambda c: options.golden_dir(c) == c.rootpath / "refs"),
+    ("browserml_budget_scale", "2.5", lambda c: _settings(c).budget_scale == 2.5),
+    ("browserml_report", "out/r.json", lambda c: c.pluginmanager.get_plugin("browserml-reports").json_path
+     == Path("out/r.json")),
+    ("browserml_html", "out/r.html", lambda c: c.pluginmanager.get_plugin("browserml-reports").html_path
+     == Path("out/r.html")),
+]
+
+
+def _settings(config):
+    return config.stash[RUNTIME_KEY].settings
+
+
+@pytest.mark.parametrize(("ini", "value", "used"), INI_TWINS, ids=[twin[0] for twin in INI_TWINS])
+def test_each_ini_twin_by_itself_sets_its_option(pytester, ini, value, used):
+    pytester.makeini(f"[pytest]\n{ini} = {value}\n")
+    config = pytester.parseconfigure()
+    assert used(config), f"{ini} = {value} in the ini alone was not used"
+
+
+def test_strict_from_the_ini_alone_makes_an_ep_that_cannot_run_an_error(project, browser_without_webnn):
+    project.makepyfile(test_model=ADD_TEST)
+    project.makeini("[pytest]\nbrowserml_ep_strict = true\n")
+    # one argument: a path given by itself would move the rootdir (and the ini search) to a common ancestor
+    result = project.runpytest_subprocess("--browser-ep", "wasm", "--browser-ep", "webnn",
+                                          f"--browser-executable={browser_without_webnn}")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*webnn cannot run in this browser: navigator.ml is undefined*"])
 
 
 def test_browser_ep_marker_limits_a_test_to_some_eps(project):
