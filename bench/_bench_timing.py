@@ -86,14 +86,14 @@ def _install() -> None:
                     _current["functions"][label] = _current["functions"].get(label, 0.0) + spent
         return record
 
-    from pytest_browserml import onnx_suite, placement, processes, provision, stats, transport
+    from pytest_browserml import model, onnx_suite, placement, processes, provision, stats, transport
 
     for owner, name, label in [
         (onnx_suite, "_read_pb", "onnx_suite._read_pb"),
         (onnx_suite, "compare_outputs", "compare_outputs"),
         (onnx_suite, "usable_ep_browser", "context.usable_ep_browser"),
         (runner.Runtime, "model_files", "Runtime.model_files"),
-        (runner, "_read_graph", "runner._read_graph (onnx.load)"),
+        (model, "read_graph", "model.read_graph (onnx.load)"),
         (provision, "file_sha256", "provision.file_sha256"),
         (placement, "parse", "placement.parse"),
         (transport, "encode", "transport.encode"),

@@ -82,7 +82,8 @@ class OnnxDataSet(pytest.Item):
         layers = [BUILTIN, *self.config.stash[PROJECT_TOLERANCE_KEY]]
         comparisons = compare_outputs(
             result.outputs, {name: array for name, (_, array) in expected.items()},
-            lambda name, dtype: resolve(layers, ep=self.ep.id, dtype=dtype, output=name),
+            lambda name, dtype: resolve(layers, ep=self.ep.id, dtype=dtype, output=name,
+                                        precision=model_files.facts.precision),
         )
         self.user_properties.append(
             (GOLDEN_PROPERTY, GoldenRecord(str(self.data_set), self.ep.id, comparisons=tuple(comparisons)).to_json()))
@@ -151,14 +152,15 @@ def _tensor_names(model: ModelFiles) -> tuple[list[str] | None, list[str] | None
     Skips cases with sequence, optional or map values: onnxruntime-web's API takes and returns tensors only.
     None for a .ort model (or one onnx cannot parse; ORT will say what is wrong with it).
     """
-    if model.inputs is None or model.outputs is None:
+    facts = model.facts
+    if facts.inputs is None or facts.outputs is None:
         return None, None
-    for role, values in (("input", model.inputs), ("output", model.outputs)):
+    for role, values in (("input", facts.inputs), ("output", facts.outputs)):
         for value in values:
             if value.kind not in ("tensor", "unknown"):
                 pytest.skip(f"{model.path.parent.name}: {role} {value.name!r} is of {value.kind} type, "
                             f"but onnxruntime-web takes and returns tensors only")
-    return [value.name for value in model.inputs if not value.optional], [value.name for value in model.outputs]
+    return [value.name for value in facts.inputs if not value.optional], [value.name for value in facts.outputs]
 
 
 def _read_pb(file: Path, shown: str) -> tuple[str, np.ndarray]:

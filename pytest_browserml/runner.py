@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import itertools
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,14 @@ import numpy as np
 from playwright.sync_api import Error as PlaywrightError
 
 from . import budgets, golden_check, images
+from . import model as model_facts
 from . import profile as profiles
 from . import placement as placement_log
 from . import provision, remote, stats, transport
 from .budgets import FIGURES, Budget
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .golden_check import GoldenPolicy, GoldenTarget
+from .model import ModelFacts
 from .page import HarnessPage, PageFailure
 from .results import Adapter, Environment, Memory, Placement, RunResult, Transfer
 from .server import HarnessServer
@@ -60,25 +63,13 @@ class Settings:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """A model file and its external data, as the page fetches them."""
+    """A model file and its external data, as the page fetches them, with what the file declares."""
 
     path: Path
     sha256: str
     url: str
     external_data: tuple[dict, ...]  # [{"path": location, "data": url}] for ORT's externalData option
-    inputs: tuple[DeclaredValue, ...] | None  # as the graph declares them; None for .ort (or unparsable) models
-    outputs: tuple[DeclaredValue, ...] | None
-    node_count: int | None  # nodes in the graph and its subgraphs, before ORT's fusions; None when not parsed
-
-    def dimensions_of(self, input_specs: list[dict]) -> dict[str, int]:
-        """Values of the model's symbolic dimensions in these inputs (for ORT's freeDimensionOverrides)."""
-        declared = {value.name: value.dims or () for value in self.inputs or ()}
-        values = {}
-        for spec in input_specs:
-            for dimension, size in zip(declared.get(spec["name"], ()), spec["shape"]):
-                if isinstance(dimension, str) and dimension != "?":
-                    values[dimension] = size
-        return dict(sorted(values.items()))
+    facts: ModelFacts
 
 
 class Runtime:
@@ -92,6 +83,7 @@ class Runtime:
         self.browser_choice: BrowserChoice | None = None
         self._browsers: dict[ExecutionProvider, EpBrowser] = {}
         self._models: dict[tuple, ModelFiles] = {}
+        self._scratch_dir: Path | None = None  # model copies the runner serves in place of the user's file
 
     def start(self) -> None:
         if self.server is not None:
@@ -143,17 +135,27 @@ class Runtime:
         if key not in self._models:
             sha256 = provision.file_sha256(path)
             route = f"models/{sha256}"
-            graph = _read_graph(path)
+            facts = model_facts.read(path)
             external = tuple(
                 {"path": location, "data": self.server.register_file(f"{route}/{location}", path.parent / location)}
-                for location in _external_data_locations(graph)
+                for location in facts.external_data
             )
-            url = self.server.register_file(f"{route}/{path.name}", path)
-            self._models[key] = ModelFiles(path, sha256, url, external, *_declared_values(graph),
-                                           _node_count(graph) if graph is not None else None)
+            served = path
+            if facts.has_unnamed_free_dims:  # WebNN fixes free dims by symbol only: give them one
+                served = model_facts.with_named_free_dims(path, self._scratch() / sha256 / path.name)
+            url = self.server.register_file(f"{route}/{path.name}", served)
+            self._models[key] = ModelFiles(path, sha256, url, external, facts)
         return self._models[key]
 
+    def _scratch(self) -> Path:
+        if self._scratch_dir is None:
+            self._scratch_dir = Path(tempfile.mkdtemp(prefix="browserml-models-"))
+        return self._scratch_dir
+
     def close(self) -> None:
+        if self._scratch_dir is not None:
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
+            self._scratch_dir = None
         for ep_browser in self._browsers.values():
             ep_browser.close()
         self._browsers.clear()
@@ -231,16 +233,16 @@ class EpBrowser:
         __tracebackhide__ = True
         server = self.runtime.server
         specs, parts = transport.encode(feeds)
-        mismatch = _input_mismatch(model, specs)
+        mismatch = model.facts.input_mismatch(specs)
         if mismatch:
             raise ModelRunError(f"{self._where(model)}: {mismatch}")
         input_bytes = sum(part.nbytes for part in parts)
         # WebNN builds a graph of static shapes: fix the model's symbolic dimensions from these inputs.
-        free_dimensions = model.dimensions_of(specs) if self.ep.name == "webnn" else {}
+        free_dimensions = model.facts.dimensions_of(specs) if self.ep.name == "webnn" else {}
         session_key = f"{model.sha256}|{self.ep.id}|{free_dimensions}" + ("|profile" if profile else "")
         # Where ORT put the nodes is in its verbose log only, which costs a third of a small model's
         # session creation; wasm has one provider, so there the graph says it.
-        placement_from_log = self.ep.name != "wasm" or model.node_count is None
+        placement_from_log = self.ep.name != "wasm" or model.facts.node_count is None
         request = {
             "sessionKey": session_key,
             "modelUrl": model.url,
@@ -286,7 +288,7 @@ class EpBrowser:
             self._sessions[session_key] = (
                 tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
                 placement_log.parse(answer["log"], self.ep.provider_names()) if placement_from_log
-                else placement_log.all_on(self.ep.provider_names(), model.node_count),
+                else placement_log.all_on(self.ep.provider_names(), model.facts.node_count),
             )
         log, placement = self._sessions[session_key]
         if not placement.requested_took_graph:
@@ -419,46 +421,6 @@ class BrowserML:
         raise FileNotFoundError(f"file not found: {path} (looked at {', '.join(map(str, candidates))})")
 
 
-def _read_graph(path: Path):
-    """The model's graph without its weights; None for .ort files and models onnx cannot parse
-    (a corrupt model is for ORT in the page to report)."""
-    if path.suffix != ".onnx":
-        return None
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False).graph
-    except Exception:
-        return None
-
-
-def _node_count(graph) -> int:
-    """Nodes in the graph and in the subgraphs of its If, Loop and Scan nodes, as ORT's placement counts them."""
-    return sum(1 + sum(_node_count(subgraph) for attribute in node.attribute
-                       for subgraph in (*([attribute.g] if attribute.HasField("g") else ()), *attribute.graphs))
-               for node in graph.node)
-
-
-def _external_data_locations(graph) -> list[str]:
-    """Files an .onnx model keeps its weights in, relative to the model's folder."""
-    if graph is None:
-        return []
-    from onnx.external_data_helper import (
-        _get_attribute_tensors_from_graph,
-        _get_initializer_tensors_from_graph,
-        uses_external_data,
-    )
-
-    tensors = itertools.chain(_get_initializer_tensors_from_graph(graph), _get_attribute_tensors_from_graph(graph))
-    return sorted({
-        entry.value
-        for tensor in tensors
-        if uses_external_data(tensor)
-        for entry in tensor.external_data
-        if entry.key == "location"
-    })
-
-
 # What the EPs and the browser say when a tensor or an allocation is beyond their limits.
 _GPU_BUFFER_LIMIT = re.compile(r"(?:Buffer|Binding) size \((\d+)\) (?:exceeds|is larger than) the (max[a-z ]+?) \((\d+)\)")
 _WEBNN_TENSOR_LIMIT = re.compile(r"tensor size (\d+) exceeds the size limit (\d+)")
@@ -491,81 +453,3 @@ def _bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.3g} {unit} ({count} bytes)"
     return f"{count} bytes"
-
-
-# ONNX TensorProto element types by the names onnxruntime-web (and the transport) give them.
-_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
-               9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
-
-
-@dataclass(frozen=True)
-class DeclaredValue:
-    """A graph input or output as the model declares it: dtype None and dims None where it does not say."""
-
-    name: str
-    kind: str  # "tensor"; "sequence", "map", "optional": what onnxruntime-web cannot feed; "unknown"
-    dtype: str | None
-    dims: tuple[int | str, ...] | None  # int where fixed, the symbol (or "?") where not
-    optional: bool  # an input an initializer backs
-
-    def describe(self) -> str:
-        if self.kind not in ("tensor", "unknown"):
-            return f"{self.name}: {self.kind}"
-        shape = f"[{', '.join(map(str, self.dims))}]" if self.dims is not None else "any shape"
-        return f"{self.name}: {self.dtype or 'any type'} {shape}" + (" (optional)" if self.optional else "")
-
-    def problems(self, spec: dict) -> list[str]:
-        found = []
-        if self.kind not in ("tensor", "unknown"):
-            found.append(f"{self.name!r} is a {self.kind} input, which onnxruntime-web cannot feed")
-        elif self.dtype and self.dtype != spec["dtype"]:
-            found.append(f"{self.name!r} is {spec['dtype']}, the model takes {self.dtype}")
-        if self.dims is not None and (len(self.dims) != len(spec["shape"]) or any(
-                isinstance(d, int) and d != size for d, size in zip(self.dims, spec["shape"]))):
-            found.append(f"{self.name!r} has shape {spec['shape']}, the model takes [{', '.join(map(str, self.dims))}]")
-        return found
-
-
-def _input_mismatch(model: ModelFiles, specs: list[dict]) -> str | None:
-    """What is wrong with the inputs given, beside what the model expects; None when they fit its declaration.
-
-    Checked before the page runs them: ORT would refuse them too, naming one problem and not what it
-    expects, and WebNN keeps a refused input's shape in the session, failing every later run of the model.
-    """
-    declared = model.inputs
-    if declared is None:  # an .ort model, or one onnx cannot parse: ORT will say what is wrong
-        return None
-    by_name = {value.name: value for value in declared}
-    given = {spec["name"]: spec for spec in specs}
-    problems = [f"input {value.name!r} is missing" for value in declared if value.name not in given and not value.optional]
-    problems += [f"the model has no input {name!r}" for name in given if name not in by_name]
-    problems += [problem for name, spec in given.items() if name in by_name for problem in by_name[name].problems(spec)]
-    if not problems:
-        return None
-    return "\n".join([
-        "the inputs do not match the model: " + "; ".join(problems),
-        "the model expects:", *(f"  {value.describe()}" for value in declared),
-        "given: " + (", ".join(f"{spec['name']}: {spec['dtype']} {spec['shape']}" for spec in specs) or "no inputs"),
-    ])
-
-
-def _declared_values(graph) -> tuple[tuple[DeclaredValue, ...] | None, tuple[DeclaredValue, ...] | None]:
-    """The graph's inputs and outputs as it declares them (read with the rest of the model, once per file version)."""
-    if graph is None:
-        return None, None
-    initializers = {tensor.name for tensor in graph.initializer}
-    return (tuple(_declared(value, value.name in initializers) for value in graph.input),
-            tuple(_declared(value, False) for value in graph.output))
-
-
-def _declared(value, optional: bool) -> DeclaredValue:
-    from onnx import TensorProto
-
-    kind = (value.type.WhichOneof("value") or "unknown").removesuffix("_type")
-    tensor = value.type.tensor_type
-    dtype = dims = None
-    if kind == "tensor" and tensor.elem_type:
-        dtype = _ONNX_TYPES.get(tensor.elem_type) or TensorProto.DataType.Name(tensor.elem_type).lower()
-    if kind == "tensor" and tensor.HasField("shape"):
-        dims = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?" for dim in tensor.shape.dim)
-    return DeclaredValue(value.name, kind, dtype, dims, optional)

@@ -175,3 +175,16 @@ def big_weights(path: Path, megabytes: int = 100) -> Path:
         initializer=[numpy_helper.from_array(weights, "w")],
     )
     return _save(graph, path)
+
+
+def free_dims(path: Path, dims=(-1, 3, -1, -1)) -> Path:
+    """y = Relu(x) on float32 whose declared dims are -1 (PaddlePaddle's way of saying "any size")."""
+    x = _info("x", TensorProto.FLOAT, None)
+    x.type.tensor_type.shape.dim.extend(onnx.TensorShapeProto.Dimension(dim_value=d) for d in dims)
+    y = _info("y", TensorProto.FLOAT, None)
+    y.type.tensor_type.shape.dim.extend(onnx.TensorShapeProto.Dimension(dim_value=d) for d in dims)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "free_dims", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))  # onnx's checker refuses negative dims, which real exporters write all the same
+    return path

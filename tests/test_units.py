@@ -87,7 +87,7 @@ def test_placement_when_the_ep_was_dropped():
 def test_placement_on_wasm_counts_the_nodes_of_the_graph_and_its_subgraphs():
     from onnx import TensorProto, helper
 
-    from pytest_browserml.runner import _node_count
+    from pytest_browserml.model import node_count
 
     branch = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "branch", [],
                                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
@@ -96,7 +96,7 @@ def test_placement_on_wasm_counts_the_nodes_of_the_graph_and_its_subgraphs():
          helper.make_node("If", ["d"], ["z"], then_branch=branch, else_branch=branch)], "g",
         [helper.make_tensor_value_info("c", TensorProto.BOOL, []), helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1])])
-    found = placement.all_on(("CPUExecutionProvider",), _node_count(graph))
+    found = placement.all_on(("CPUExecutionProvider",), node_count(graph))
     assert found.nodes_per_provider == {"CPUExecutionProvider": 4}
     assert found.fallback_count == 0 and found.requested_took_graph
 
