@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import goldens, reference
+from . import model as model_facts
 from .compare import OutputComparison, compare_outputs
 from .results import RunResult
 from .tolerances import BUILTIN, ToleranceLayer, resolve
@@ -104,9 +105,10 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
             f"Create it with: pytest --update-goldens {target.nodeid}  (then review and commit it)"
         )
     expected = goldens.read_golden(files.npz)
+    precision = model_facts.read(result.model).precision
     comparisons = compare_outputs(
         result.outputs, expected,
-        lambda name, dtype: resolve(layers, ep=result.ep, dtype=dtype, output=name),
+        lambda name, dtype: resolve(layers, ep=result.ep, dtype=dtype, output=name, precision=precision),
     )
     record = replace(record, comparisons=tuple(comparisons))
     if all(comparison.passed for comparison in comparisons):
@@ -180,7 +182,8 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
                         "ort_web": environment.ort_web_version, "bundle": environment.ort_web_bundle,
                         "adapter": environment.adapter and environment.adapter.describe()},
         "outputs": {name: {"dtype": str(array.dtype), "shape": list(array.shape)} for name, array in arrays.items()},
-        "tolerance": {name: resolve(layers, ep=result.ep, dtype=array.dtype, output=name).describe()
+        "tolerance": {name: resolve(layers, ep=result.ep, dtype=array.dtype, output=name,
+                                    precision=model_facts.read(result.model).precision).describe()
                       for name, array in arrays.items() if array.dtype.kind in "biuf"},
     }
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pytest_browserml.compare import Tolerance
-from pytest_browserml.tolerances import BUILTIN, ToleranceError, ToleranceLayer, resolve
+from pytest_browserml.model import Precision
+from pytest_browserml.tolerances import BUILTIN, ToleranceError, ToleranceLayer, resolve, tolerance_for_value
 
 PROJECT = "[tool.browserml.tolerance] in pyproject.toml"
 MARKER = "marker on test_seg"
@@ -306,3 +307,49 @@ def test_toml_shaped_project_settings_are_accepted():
     assert resolve([layer], ep="webgpu", dtype=F16, output="y").ulp == 4
     assert resolve([layer], ep="webnn:gpu", dtype=F32, output="y").rtol == 1e-2
     assert resolve([layer], ep="webgpu", dtype=F32, output="/model/out").cosine == 0.999
+
+
+# --- whole-tensor criteria on their own and the model's compute precision ---------
+
+
+def test_a_layer_naming_only_cosine_replaces_the_elementwise_rule():
+    chosen = tol(project(rtol=1e-3), marker(cosine=0.999))
+    assert (chosen.atol, chosen.rtol, chosen.ulp, chosen.cosine) == (None, None, None, 0.999)
+    assert chosen.describe() == f"cosine=0.999 (cosine from {MARKER})"
+    both = tol(marker(cosine=0.999, atol=1e-2))
+    assert (both.atol, both.rtol, both.cosine) == (1e-2, 1e-4, 0.999)
+    # per output: the layer names atol for "boxes" only, so "scores" is judged by topk alone
+    layer = marker(topk=3, outputs={"boxes": {"atol": 1.0}})
+    assert tol(layer, output="boxes").atol == 1.0
+    assert tol(layer, output="scores").atol is None and tol(layer, output="scores").topk == 3
+
+
+FLOAT16_MODEL = Precision("float16", "computes in float16 (212 float16 initializers)")
+QUANTIZED_MODEL = Precision("quantized", "computes in integers (quantized: 36 MatMulInteger nodes)")
+
+
+def test_float32_outputs_of_a_float16_model_get_the_float16_tolerances_and_say_why():
+    chosen = resolve([BUILTIN], ep="webnn", dtype=F32, output="y", precision=FLOAT16_MODEL)
+    assert (chosen.atol, chosen.rtol) == (1e-3, 1e-2)
+    assert chosen.describe() == ("atol=0.001, rtol=0.01 (atol, rtol from built-in default [float16]; "
+                                 "the model computes in float16 (212 float16 initializers))")
+    marked = resolve([BUILTIN, marker(float16={"atol": 5e-3})], ep="wasm", dtype=F32, output="y",
+                     precision=FLOAT16_MODEL)
+    assert marked.atol == 5e-3
+    assert resolve([BUILTIN], ep="webgpu", dtype=F32, output="y", precision=FLOAT16_MODEL).atol == 1e-2
+    assert resolve([BUILTIN], ep="wasm", dtype=np.dtype(np.int64), output="ids", precision=FLOAT16_MODEL).atol is None
+
+
+def test_a_quantized_model_is_judged_by_its_own_class_which_a_marker_can_set():
+    chosen = resolve([BUILTIN], ep="wasm", dtype=F32, output="y", precision=QUANTIZED_MODEL)
+    assert chosen.atol is chosen.rtol is None and chosen.cosine is not None
+    assert "[quantized]" in chosen.source and "quantized: 36 MatMulInteger nodes" in chosen.source
+    assert resolve([BUILTIN, marker(quantized={"cosine": 0.9})], ep="wasm", dtype=F32, output="y",
+                   precision=QUANTIZED_MODEL).cosine == 0.9
+
+
+def test_tolerance_for_a_value_needs_no_layers_beyond_the_defaults():
+    """What localise uses for intermediate values: the default tolerance of a dtype under a precision class."""
+    assert tolerance_for_value("wasm", F32) == tol()
+    assert tolerance_for_value("wasm", F32, FLOAT16_MODEL).atol == 1e-3
+    assert tolerance_for_value("webgpu", F16).atol == 1e-2
