@@ -9,6 +9,9 @@ every EP to them; per-EP goldens hold one EP to what it returned before.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +21,7 @@ import numpy as np
 from . import goldens, reference
 from . import model as model_facts
 from .compare import OutputComparison, compare_outputs
+from .golden_names import GoldenKey
 from .results import RunResult
 from .tolerances import BUILTIN, ToleranceLayer, resolve
 
@@ -32,26 +36,35 @@ class GoldenMismatch(AssertionError):
 
 @dataclass(frozen=True)
 class GoldenTarget:
-    """Where one test's goldens go and how the test is named in messages."""
+    """Where one test's goldens go and how the test is named in messages and commands."""
 
     golden_dir: Path
-    module_stem: str
-    test_name: str  # without the EP id
+    key: GoldenKey
+    nodeid_without_ep: str
     nodeid: str
     rootdir: Path
+    invocation_dir: Path  # where pytest was started: printed commands name the test from there
 
-    @property
-    def nodeid_without_ep(self) -> str:
-        return f"{self.nodeid.split('[')[0].rpartition('::')[0]}::{self.test_name}"
-
-    def files(self, ep: str | None) -> goldens.GoldenFiles:
-        return goldens.GoldenFiles.for_test(self.golden_dir, self.module_stem, self.test_name, ep)
+    @classmethod
+    def of_node(cls, nodeid: str, golden_dir: Path, rootdir: Path, invocation_dir: Path) -> GoldenTarget:
+        key, test_id = GoldenKey.of_node(nodeid)
+        return cls(Path(golden_dir), key, test_id, nodeid, Path(rootdir), Path(invocation_dir))
 
     def show(self, path: Path) -> str:
         try:
             return str(path.relative_to(self.rootdir))
         except ValueError:
             return str(path)
+
+    def update_command(self, ep: str) -> str:
+        """`pytest <this test> --browser-ep <ep> --update-goldens`, runnable as printed from where pytest ran.
+
+        The node id goes first: `--update-goldens` takes an optional mode, and
+        would take a node id after it for one.
+        """
+        path, _, rest = self.nodeid.partition("::")
+        where = os.path.relpath(self.rootdir / path, self.invocation_dir)
+        return shlex.join(["pytest", f"{where}::{rest}", "--browser-ep", ep, "--update-goldens"])
 
 
 @dataclass(frozen=True)
@@ -85,26 +98,40 @@ class GoldenRecord:
         }
 
 
-def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy, *, per_ep: bool) -> None:
+def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy, *, per_ep: bool,
+                  name: str | None = None) -> None:
     __tracebackhide__ = True
-    files = target.files(result.ep if per_ep else None)
+    key = target.key if name is None else GoldenKey(target.key.module, name)
+    files = key.golden(target.golden_dir, result.ep if per_ep else None)
+    obtained = key.obtained(target.golden_dir, result.ep)
     layers = [SAME_DEVICE if per_ep else BUILTIN, *policy.layers]
     record = GoldenRecord(str(files.npz), result.ep)
     exists = files.npz.exists()
+    sidecar = _sidecar_or_none(files.sidecar)
     if policy.update == "all" or (policy.update == "missing" and not exists):
+        if name is not None and _other_model(sidecar, result, target):
+            policy.record(record)
+            raise GoldenMismatch(
+                f"{target.show(files.npz)} is the golden of {sidecar['model']}, not of {target.show(result.model)}: "
+                f"a different model may not overwrite it. Give this test its own golden (another name=), "
+                f"or delete {target.show(files.npz)} and {target.show(files.sidecar)} to make it from this model."
+            )
         wanted = dict(result.outputs) if per_ep else reference.outputs(result.model, result.inputs)
         old = _readable_or_none(files.npz) if exists else None
         found = goldens.changes(old, wanted)
+        metadata = _metadata(result, target, wanted, per_ep, layers, _used_by(sidecar, target))
         if old is None or any(change.kind != "unchanged" for change in found):
-            goldens.write_golden(files, wanted, _metadata(result, target, wanted, per_ep, layers))
+            goldens.write_golden(files, wanted, metadata)
             record = replace(record, written=True, changes=tuple(change.describe() for change in found))
+        else:  # same tensors: the sidecar still names this model, these inputs and this run
+            goldens.write_sidecar(files, metadata)
     elif not exists:
         policy.record(record)
-        raise GoldenMismatch(
-            f"no golden for this test: {target.show(files.npz)} does not exist.\n"
-            f"Create it with: pytest --update-goldens {target.nodeid}  (then review and commit it)"
-        )
-    expected = goldens.read_golden(files.npz)
+        raise GoldenMismatch(f"no golden for this test: {target.show(files.npz)} does not exist."
+                             f"{_legacy_note(key, target, files, per_ep and result.ep)}\n"
+                             f"Create it with: {target.update_command(result.ep)}  (then review and commit it)")
+    expected = goldens.read_golden(files.npz, {name: np.asarray(value).size * _WIDEST_ITEM
+                                               for name, value in result.outputs.items()})
     precision = model_facts.read(result.model).precision
     comparisons = compare_outputs(
         result.outputs, expected,
@@ -112,12 +139,53 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     )
     record = replace(record, comparisons=tuple(comparisons))
     if all(comparison.passed for comparison in comparisons):
-        goldens.remove_obtained(files)
+        goldens.remove(obtained)  # this EP's only: another EP's failure stays for review
         policy.record(record)
         return
-    goldens.write_obtained(files, result.outputs, _metadata(result, target, result.outputs, per_ep, layers))
-    policy.record(replace(record, obtained=str(files.obtained)))
-    raise GoldenMismatch(_mismatch_text(result, target, files, comparisons))
+    text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep)
+    try:
+        goldens.write_golden(obtained, result.outputs, _metadata(result, target, result.outputs, per_ep, layers, []))
+    except (OSError, goldens.GoldenError) as error:  # a full disk must not hide what differed
+        policy.record(record)
+        raise GoldenMismatch(f"{text}\nthe obtained outputs could not be written to {target.show(obtained.npz)}: "
+                             f"{error}") from None
+    policy.record(replace(record, obtained=str(obtained.npz)))
+    raise GoldenMismatch(f"{text}\nobtained outputs written to {target.show(obtained.npz)}")
+
+
+# Bytes per element of the widest dtype a golden may hold: its outputs need no more than this.
+_WIDEST_ITEM = 8
+
+
+def _other_model(sidecar: dict | None, result: RunResult, target: GoldenTarget) -> bool:
+    """Whether the golden was made from another model file than this run's.
+
+    Models are told apart by their path under the rootdir (so an updated model
+    file may rewrite its golden) and, outside it (temporary folders), by file name.
+    """
+    made_from = sidecar.get("model") if sidecar else None
+    if not isinstance(made_from, str):
+        return False
+    this = target.show(result.model)
+    if Path(made_from).is_absolute() or Path(this).is_absolute():
+        return Path(made_from).name != Path(this).name
+    return made_from != this
+
+
+def _used_by(sidecar: dict | None, target: GoldenTarget) -> list[str]:
+    """The tests that wrote this golden: how the session's account knows a name= golden's tests."""
+    earlier = sidecar.get("used_by") if sidecar else None
+    kept = [test for test in earlier if isinstance(test, str)] if isinstance(earlier, list) else []
+    return sorted({*kept, target.nodeid_without_ep})
+
+
+def _legacy_note(key: GoldenKey, target: GoldenTarget, files: goldens.GoldenFiles, ep: str | None) -> str:
+    """Names with `/`, `\\` or `:` used to become `_`; say so when such an old golden is there."""
+    legacy = key.legacy_golden(target.golden_dir, ep or None)
+    if legacy == files.npz or not legacy.is_file():
+        return ""
+    return (f"\nnote: {target.show(legacy)} is this test's golden under the names of earlier releases; "
+            f"rename it (and its .json) to {files.npz.name}")
 
 
 def _readable_or_none(path: Path) -> dict | None:
@@ -129,11 +197,13 @@ def _readable_or_none(path: Path) -> dict | None:
 
 
 def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.GoldenFiles,
-                   comparisons: Sequence[OutputComparison]) -> str:
+                   comparisons: Sequence[OutputComparison], layers: Sequence[ToleranceLayer], precision,
+                   expected: dict, per_ep: bool) -> str:
     failed = [c for c in comparisons if not c.passed]
     lines = [f"{len(failed)} of {len(comparisons)} outputs differ from the golden {target.show(files.npz)} "
              f"on {result.ep}"]
     sidecar = _sidecar_or_none(files.sidecar)
+    stale = sidecar is None or not per_ep and not _same_model_and_inputs(sidecar, result)
     if sidecar:
         lines[0] += f" (made by {_made_by(sidecar)})"
         if sidecar.get("model_sha256") not in (None, result.model_sha256):
@@ -142,9 +212,47 @@ def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.Golde
             lines.append("note: the golden was made from different inputs (their digests differ)")
     lines += [c.format() for c in failed]
     lines += [f"output {c.name!r}: within tolerance ({c.tolerance.describe()})" for c in comparisons if c.passed]
-    lines.append(f"obtained outputs written to {target.show(files.obtained)}")
-    lines.append(f"if this change is intended, run: pytest --update-goldens {target.nodeid}")
+    if per_ep or stale:
+        lines.append(f"if this change is intended, run: {target.update_command(result.ep)}")
+    else:
+        lines += _reference_advice(result, expected, failed, layers, precision)
     return "\n".join(lines)
+
+
+def _same_model_and_inputs(sidecar: dict, result: RunResult) -> bool:
+    return sidecar.get("model_sha256") == result.model_sha256 and sidecar.get("inputs") == _input_digests(result.inputs)
+
+
+def _reference_advice(result: RunResult, expected: dict, failed: Sequence[OutputComparison],
+                      layers: Sequence[ToleranceLayer], precision) -> list[str]:
+    """What helps when the golden is the reference's output of this very model and input.
+
+    --update-goldens would write the same reference and fail again, so name a
+    tolerance (the smallest atol that passes, checked by comparing again), a
+    per-EP golden, or an xfail.
+    """
+    ep = result.ep
+    lines = [f"the golden is native onnxruntime's output for this model and these inputs: --update-goldens would "
+             f"write it again and {ep} would fail again. What helps:"]
+    outputs = {c.name: {ep: {"atol": _round_up(c.max_abs_error)}} for c in failed
+               if c.max_abs_error is not None and math.isfinite(c.max_abs_error)}
+    suggested = ToleranceLayer("the suggested marker", {"outputs": outputs})
+    tolerance = lambda name, dtype: resolve([*layers, suggested], ep=ep, dtype=dtype, output=name,  # noqa: E731
+                                            precision=precision)
+    if len(outputs) == len(failed) and all(c.passed for c in compare_outputs(
+            {name: result.outputs[name] for name in outputs}, {name: expected[name] for name in outputs}, tolerance)):
+        lines.append(f"- a tolerance, the smallest atol that passes: @pytest.mark.tolerance(outputs={outputs!r})")
+    lines.append(f"- its own golden: assert_golden(result, per_ep=True) holds {ep} to its own earlier outputs")
+    lines.append(f"- for a known defect of {ep}: @pytest.mark.xfail(reason=...) on this test")
+    return lines
+
+
+def _round_up(value: float) -> float:
+    """`value` rounded up to two significant digits, for a tolerance that reads well."""
+    if value <= 0:
+        return 0.0
+    step = 10.0 ** (math.floor(math.log10(value)) - 1)
+    return float(f"{math.ceil(value / step) * step:.2g}")
 
 
 def _sidecar_or_none(path: Path) -> dict | None:
@@ -162,7 +270,7 @@ def _made_by(sidecar: dict) -> str:
 
 
 def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: bool,
-              layers: Sequence[ToleranceLayer]) -> dict:
+              layers: Sequence[ToleranceLayer], used_by: list[str]) -> dict:
     environment = result.environment
     if per_ep:
         made_by = {"ep": environment.ep, "device": environment.device, "browser": environment.browser_version,
@@ -173,6 +281,7 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
     return {
         "format": 1,
         "test": target.nodeid,
+        "used_by": used_by,
         "kind": "per-EP" if per_ep else "reference",
         "model": target.show(result.model),
         "model_sha256": result.model_sha256,

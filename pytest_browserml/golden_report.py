@@ -1,7 +1,13 @@
-"""The end-of-session account of goldens: what was written, what no test used.
+"""The end-of-session account of goldens: what was written, what no test maps to.
 
-Registered as a pytest plugin. Under pytest-xdist the records arrive with
-the workers' test reports, so the controller sees every worker's goldens.
+Registered as a pytest plugin. A golden is unused only when no collected test
+maps to it (any EP, any outcome: golden_names.py answers that), its sidecar
+names none of them (assert_golden(name=...) goldens) and no test used it this
+run. Only files this store wrote (their sidecar says so) are ever listed or
+deleted, and only after the whole suite was collected and ran; otherwise
+`--delete-unused-goldens` says why not and what it would have deleted.
+Under pytest-xdist the records and the collected ids reach the controller,
+which reports for everyone.
 """
 
 from __future__ import annotations
@@ -11,19 +17,44 @@ from pathlib import Path
 
 import pytest
 
-from .goldens import GoldenFiles, find_goldens
+from . import goldens
+from .golden_names import EP_TAGS, GoldenIndex, GoldenKey
+
+_ARGS_NOT_WHOLE = {"keyword": "-k", "markexpr": "-m", "lf": "--lf", "collectonly": "--collect-only",
+                   "deselect": "--deselect", "ignore": "--ignore", "ignore_glob": "--ignore-glob",
+                   "stepwise": "--stepwise"}
 
 
 @dataclass(eq=False)  # registered as a plugin: hashed by identity
 class GoldenLedger:
     golden_dir: Path
-    eps: tuple[str, ...]
     property_name: str
+    index: GoldenIndex = None  # type: ignore[assignment]  # set in __post_init__
     used: set[str] = field(default_factory=set)
     written: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    partial: bool = False  # some tests were deselected or failed to collect: "unused" would lie
+    not_whole: list[str] = field(default_factory=list)  # why this session did not collect and run every test
+
+    def __post_init__(self) -> None:
+        self.index = GoldenIndex(self.golden_dir)
+
+    @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: every collected test counts
+    def pytest_collection_modifyitems(self, items) -> None:
+        for item in items:
+            if "browserml" in getattr(item, "fixturenames", ()):
+                self.index.add(item.nodeid)
+        if collisions := self.index.collisions():
+            raise pytest.UsageError("two tests map to one golden file:\n  " + "\n  ".join(collisions)
+                                    + "\nrename one of the tests (or its module), or pass each its own name= "
+                                      "to assert_golden")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        for nodeid in ids:
+            self.index.add(nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and report.when != "call":
+            self._not_whole(f"{report.nodeid} did not run ({report.when} failed)")
         if report.when != "call":
             return
         for key, value in report.user_properties:
@@ -33,11 +64,18 @@ class GoldenLedger:
                     self.written[value["path"]] = tuple(value["changes"])
 
     def pytest_deselected(self, items) -> None:
-        self.partial = True
+        self._not_whole("tests were deselected")
 
     def pytest_collectreport(self, report) -> None:
         if report.failed:
-            self.partial = True
+            self._not_whole(f"{report.nodeid or 'a file'} failed to collect")
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self._not_whole("the session was interrupted")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if session.shouldstop or session.shouldfail:
+            self._not_whole(f"the session stopped early ({session.shouldstop or session.shouldfail})")
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
@@ -45,45 +83,65 @@ class GoldenLedger:
             return
         lines = [f"written {self._show(path, config)}: {'; '.join(changes) or 'new'}"
                  for path, changes in sorted(self.written.items())]
-        unused = self._unused(config, exitstatus)
-        if unused and config.getoption("delete_unused_goldens"):
+        reasons = self._reasons(config, exitstatus)
+        unused, kept = self._unused() if self.golden_dir.is_dir() else ([], [])
+        delete = config.getoption("delete_unused_goldens")
+        if reasons and delete:
+            lines.append(f"--delete-unused-goldens deleted nothing: {'; '.join(reasons)}")
+            lines += [f"would have deleted {self._show(path, config)}" for path in unused
+                      if path.parent.name in self.index.folders]
+        elif not reasons and unused and delete:
             for path in unused:
-                files = GoldenFiles(path)
-                for leftover in (files.npz, files.sidecar, files.obtained, files.obtained_sidecar):
-                    leftover.unlink(missing_ok=True)
+                _delete(path)
             lines += [f"deleted unused golden {self._show(path, config)}" for path in unused]
-        elif unused:
-            lines += [f"unused golden (no test used it): {self._show(path, config)}" for path in unused]
+        elif not reasons and unused:
+            lines += [f"unused golden (no collected test maps to it): {self._show(path, config)}" for path in unused]
             lines.append("delete them with --delete-unused-goldens")
+        if delete and not reasons:
+            lines += [f"kept {self._show(path, config)}: no test maps to it, but its sidecar is not one this "
+                      "store writes" for path in kept]
         if lines:
             terminalreporter.write_sep("=", "browserml goldens")
             for line in lines:
                 terminalreporter.write_line(line)
 
-    def _unused(self, config: pytest.Config, exitstatus) -> list[Path]:
-        """Goldens no test used, only when the whole suite ran (anything less would list the unselected)."""
-        whole_suite = (
-            not self.partial
-            and not config.option.keyword
-            and not config.option.markexpr
-            and not getattr(config.option, "lf", False)
-            and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-            and (config.args_source != pytest.Config.ArgsSource.ARGS
-                 or all(Path(arg).resolve() == config.rootpath for arg in config.args))
-        )
-        if not whole_suite or not self.golden_dir.is_dir():
-            return []
-        return [path for path in find_goldens(self.golden_dir)
-                if str(path) not in self.used and self._ep_of(path) in (None, *self.eps)]
+    def _not_whole(self, reason: str) -> None:
+        if reason not in self.not_whole:
+            self.not_whole.append(reason)
 
-    @staticmethod
-    def _ep_of(path: Path) -> str | None:
-        """`test[webgpu].npz` is webgpu's own golden; a golden of an EP that did not run is not unused."""
-        stem = path.stem
-        if stem.endswith("]") and "[" in stem:
-            candidate = stem[stem.rindex("[") + 1:-1]
-            return candidate.replace("_", ":") if candidate.split("_")[0] in ("wasm", "webgpu", "webnn") else None
-        return None
+    def _reasons(self, config: pytest.Config, exitstatus) -> list[str]:
+        """Why this session cannot tell unused goldens (empty when every test was collected and ran)."""
+        reasons = list(self.not_whole)
+        reasons += [f"{flag} was given" for name, flag in _ARGS_NOT_WHOLE.items() if getattr(config.option, name, None)]
+        source = config.args_source
+        if source == pytest.Config.ArgsSource.ARGS and any(Path(arg).resolve() != config.rootpath for arg in config.args):
+            reasons.append(f"only {' '.join(config.args)} was collected")
+        if source == pytest.Config.ArgsSource.INVOCATION_DIR and config.invocation_params.dir != config.rootpath:
+            reasons.append(f"only {config.invocation_params.dir} was collected (not the rootdir)")
+        if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            reasons.append(f"pytest exits with {pytest.ExitCode(exitstatus).name}")
+        if not self.index.test_ids:
+            reasons.append("no browserml test was collected")
+        return reasons
+
+    def _unused(self) -> tuple[list[Path], list[Path]]:
+        """Goldens no collected test maps to: those this store wrote, and other .npz files (kept)."""
+        unused, kept = [], []
+        for path in goldens.find_goldens(self.golden_dir):
+            if str(path) in self.used or self.index.owners(path):
+                continue
+            sidecar = _sidecar_or_none(goldens.GoldenFiles(path))
+            if not goldens.is_store_sidecar(sidecar):
+                kept.append(path)
+            elif not self._claimed(sidecar):
+                unused.append(path)
+        return unused, kept
+
+    def _claimed(self, sidecar: dict) -> bool:
+        """Whether a collected test wrote this golden (the only record of a name= golden's tests)."""
+        writers = {test for test in sidecar.get("used_by", ()) if isinstance(test, str)}
+        writers.add(GoldenKey.of_node(sidecar["test"])[1])  # sidecars before used_by name only their writer
+        return bool(writers & self.index.test_ids)
 
     @staticmethod
     def _show(path, config: pytest.Config) -> str:
@@ -91,3 +149,20 @@ class GoldenLedger:
             return str(Path(path).relative_to(config.rootpath))
         except ValueError:
             return str(path)
+
+
+def _sidecar_or_none(files: goldens.GoldenFiles) -> dict | None:
+    try:
+        return goldens.read_sidecar(files.sidecar)
+    except goldens.GoldenError:
+        return None
+
+
+def _delete(npz: Path) -> None:
+    """The golden and the obtained files of every EP beside it, each only if this store wrote it."""
+    stem = npz.name[: -len(".npz")]
+    names = [npz.name, stem + ".obtained.npz", *(f"{stem}[{tag}].obtained.npz" for tag in EP_TAGS)]
+    for name in names:
+        files = goldens.GoldenFiles(npz.with_name(name))
+        if goldens.is_store_sidecar(_sidecar_or_none(files)):
+            goldens.remove(files)

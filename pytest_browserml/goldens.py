@@ -3,10 +3,12 @@
 Layout follows pytest-regressions and syrupy so that goldens are easy to find,
 review and commit::
 
-    <golden_dir>/<test module stem>/<test name>.npz           shared by every EP
-    <golden_dir>/<test module stem>/<test name>[<ep>].npz     one EP's own golden
-    ... .json                  metadata sidecar (pretty, sorted keys: small diffs)
-    ... .obtained.npz / .json  what a failing run produced, for inspection
+    <golden_dir>/<test module stem>/<test name>.npz                    shared by every EP
+    <golden_dir>/<test module stem>/<test name>[<ep>].npz              one EP's own golden
+    <golden_dir>/<test module stem>/<test name>[<ep>].obtained.npz     what a failing run on <ep> produced
+    ... .json              metadata sidecar (pretty, sorted keys: small diffs)
+
+golden_names.py decides the names; this module reads and writes the files.
 
 Goldens are committed files that pytest may rewrite (``--update-goldens``) while
 other workers read them, so every write is atomic (temporary file in the same
@@ -20,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import tempfile
 import time
 import zipfile
@@ -39,20 +40,18 @@ __all__ = [
     "OutputChange",
     "changes",
     "find_goldens",
+    "is_store_sidecar",
     "read_golden",
     "read_sidecar",
-    "remove_obtained",
+    "remove",
     "write_golden",
-    "write_obtained",
+    "write_sidecar",
 ]
 
 _NPZ = ".npz"
 _OBTAINED = ".obtained"
 _ENTRY = ".npy"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
-# Path separators, the Windows drive colon and control characters cannot appear
-# in a portable file name; parametrize ids and EP ids ("webnn:gpu") may hold them.
-_UNSAFE = re.compile(r"[/\\:\x00-\x1f\x7f]")
 # bool, signed and unsigned integers, floats: what ONNX outputs hold and
 # compare.py compares.  Anything else (object, str, structured) either pickles
 # or cannot be compared, so it is refused before it reaches the disk.
@@ -61,6 +60,10 @@ _STORABLE_KINDS = "biuf"
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError)
 # A temporary file not written to for this long, whose writer's pid is gone, is an orphan.
 _ORPHAN_AGE_S = 60.0
+# Room for an .npy header (format 2.0 allows more than 64 KiB) on top of an output's data.
+_HEADER_ROOM = 1 << 20
+# The sidecar fields this store always writes: how its own files are told from data kept beside them.
+_SIDECAR_KINDS = ("reference", "per-EP")
 
 
 def _default_file_mode() -> int:
@@ -82,7 +85,7 @@ class GoldenError(Exception):
 
 @dataclass(frozen=True)
 class GoldenFiles:
-    """The golden ``.npz`` and the files that live next to it."""
+    """An ``.npz`` of tensors and its ``.json`` sidecar: a golden, or a failing run's obtained outputs."""
 
     npz: Path
 
@@ -91,37 +94,21 @@ class GoldenFiles:
             raise ValueError(f"a golden file name must end in {_NPZ}, got {self.npz}")
 
     @property
-    def _base(self) -> str:
-        return self.npz.name[: -len(_NPZ)]
-
-    @property
     def sidecar(self) -> Path:
-        return self.npz.with_name(self._base + ".json")
+        return self.npz.with_name(self.npz.name[: -len(_NPZ)] + ".json")
 
     @property
-    def obtained(self) -> Path:
-        return self.npz.with_name(self._base + _OBTAINED + _NPZ)
-
-    @property
-    def obtained_sidecar(self) -> Path:
-        return self.npz.with_name(self._base + _OBTAINED + ".json")
-
-    @classmethod
-    def for_test(cls, golden_dir: Path, module_stem: str, test_name: str, ep: str | None = None) -> GoldenFiles:
-        """The golden of one test: shared when ep is None, else that EP's own (``name[ep].npz``)."""
-        name = _safe(test_name) if ep is None else f"{_safe(test_name)}[{_safe(ep)}]"
-        folder = _safe(module_stem)
-        if folder in ("", ".", ".."):
-            raise ValueError(f"module stem {module_stem!r} would place goldens outside {golden_dir}")
-        return cls(Path(golden_dir) / folder / (name + _NPZ))
+    def is_obtained(self) -> bool:
+        return self.npz.name.endswith(_OBTAINED + _NPZ)
 
 
-def _safe(part: str) -> str:
-    return _UNSAFE.sub("_", part)
+def read_golden(path: Path, limits: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Every array in the golden, fully loaded; pickled entries are refused, never unpickled.
 
-
-def read_golden(path: Path) -> dict[str, np.ndarray]:
-    """Every array in the golden, fully loaded; pickled entries are refused, never unpickled."""
+    ``limits`` caps the bytes of data each output may declare (an output not named
+    there: the largest cap); it is checked against the zip's declared sizes before
+    anything is inflated, so a small deflated file cannot expand to gigabytes.
+    """
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -136,6 +123,8 @@ def read_golden(path: Path) -> dict[str, np.ndarray]:
                 arrays: dict[str, np.ndarray] = {}
                 for info in archive.infolist():
                     name = _entry_name(path, info)
+                    if limits is not None:
+                        _check_declared_size(path, name, info, limits)
                     if name in arrays:
                         raise GoldenError(f"{path} holds output {name!r} twice; which one is the golden?")
                     arrays[name] = _read_entry(path, archive, info)
@@ -152,6 +141,16 @@ def _entry_name(path: Path, info: zipfile.ZipInfo) -> str:
     if not info.filename.endswith(_ENTRY):
         raise GoldenError(f"{path} is not a golden: entry {info.filename!r} is not an .npy array")
     return info.filename[: -len(_ENTRY)]
+
+
+def _check_declared_size(path: Path, name: str, info: zipfile.ZipInfo, limits: Mapping[str, int]) -> None:
+    limit = limits.get(name, max(limits.values(), default=0))
+    if info.file_size > limit + _HEADER_ROOM:
+        raise GoldenError(
+            f"{path}: output {name!r} declares {info.file_size} bytes uncompressed, more than the run's "
+            f"outputs can need ({limit} bytes of data); refused before inflating it (a zip bomb, or the golden "
+            "of another model)"
+        )
 
 
 def _read_entry(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
@@ -205,20 +204,34 @@ def read_sidecar(path: Path) -> dict | None:
     return data
 
 
+def is_store_sidecar(data: object) -> bool:
+    """Whether a sidecar is one this store wrote: only such goldens may ever be deleted."""
+    return (isinstance(data, dict) and data.get("format") == 1 and data.get("kind") in _SIDECAR_KINDS
+            and isinstance(data.get("outputs"), dict) and isinstance(data.get("test"), str))
+
+
 def write_golden(files: GoldenFiles, arrays: Mapping[str, np.ndarray], metadata: Mapping) -> None:
-    """Atomically replace the golden and then its sidecar; creates missing folders."""
+    """Atomically replace the ``.npz`` and then its sidecar; creates missing folders."""
     _write(files.npz, files.sidecar, arrays, metadata)
 
 
-def write_obtained(files: GoldenFiles, arrays: Mapping[str, np.ndarray], metadata: Mapping) -> None:
-    """Keep a failing run's outputs next to the golden, written like a golden."""
-    _write(files.obtained, files.obtained_sidecar, arrays, metadata)
+def write_sidecar(files: GoldenFiles, metadata: Mapping) -> None:
+    """Atomically replace the sidecar alone (the tensors did not change)."""
+    text = _sidecar_text(files.sidecar, metadata)
+    _atomic_write(files.sidecar, lambda fh: fh.write(text))
 
 
-def remove_obtained(files: GoldenFiles) -> None:
-    """Drop obtained files left by an earlier failure once the test passes."""
-    for path in (files.obtained, files.obtained_sidecar):
+def remove(files: GoldenFiles) -> None:
+    """Delete the pair (e.g. obtained files of an earlier failure, once the test passes)."""
+    for path in (files.npz, files.sidecar):
         path.unlink(missing_ok=True)
+
+
+def _sidecar_text(sidecar: Path, metadata: Mapping) -> bytes:
+    try:
+        return (json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n").encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise GoldenError(f"{sidecar}: metadata cannot be written as JSON: {exc}") from None
 
 
 def _write(npz: Path, sidecar: Path, arrays: Mapping[str, np.ndarray], metadata: Mapping) -> None:
@@ -232,10 +245,7 @@ def _write(npz: Path, sidecar: Path, arrays: Mapping[str, np.ndarray], metadata:
                 "float tensors (object arrays would be pickled)"
             )
         checked[str(name)] = array
-    try:
-        text = json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n"
-    except (TypeError, ValueError) as exc:
-        raise GoldenError(f"{sidecar}: metadata cannot be written as JSON: {exc}") from None
+    text = _sidecar_text(sidecar, metadata)
 
     def write_npz(fh: IO[bytes]) -> None:
         # What np.savez does, minus its keyword arguments: an output named
@@ -246,7 +256,7 @@ def _write(npz: Path, sidecar: Path, arrays: Mapping[str, np.ndarray], metadata:
                     _write_npy(member, array)
 
     _atomic_write(npz, write_npz)
-    _atomic_write(sidecar, lambda fh: fh.write(text.encode("utf-8")))
+    _atomic_write(sidecar, lambda fh: fh.write(text))
 
 
 def _write_npy(member: IO[bytes], array: np.ndarray) -> None:

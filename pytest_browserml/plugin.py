@@ -44,8 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[RUNTIME_KEY] = Runtime(options.settings_from(config))
     config.stash[PROJECT_TOLERANCE_KEY], config.stash[PROJECT_BUDGET_KEY] = options.project_layers(config)
-    ledger = GoldenLedger(golden_dir=options.golden_dir(config), eps=tuple(ep.id for ep in config.stash[RUNTIME_KEY].settings.eps),
-                          property_name=GOLDEN_PROPERTY)
+    ledger = GoldenLedger(golden_dir=options.golden_dir(config), property_name=GOLDEN_PROPERTY)
     config.pluginmanager.register(ledger, "browserml-goldens")
     save_as = config.getoption("budget_save")
     json_path, html_path = options.setting(config, "browserml_report"), options.setting(config, "browserml_html")
@@ -75,6 +74,7 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector):
     return onnx_suite.collect_directory(path, parent)
 
 
+@pytest.hookimpl(tryfirst=True)  # the EP id comes first in a node's ids: golden_names.py strips exactly it
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "browserml" in metafunc.fixturenames:
         eps = metafunc.config.stash[RUNTIME_KEY].settings.eps
@@ -88,7 +88,7 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     """Runs models in a real browser on the EP of this test (one test per --browser-ep)."""
     runtime = request.config.stash[RUNTIME_KEY]
     ep: ExecutionProvider = request.param
-    target = _golden_target(request, ep)
+    target = _golden_target(request)
     request.node.user_properties += [(EP_PROPERTY, ep.id), (TEST_PROPERTY, target.nodeid_without_ep)]
     ep_browser = usable_ep_browser(request.config, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
@@ -149,17 +149,10 @@ def _budgets(request: pytest.FixtureRequest, ep: ExecutionProvider) -> dict:
     return resolve_budgets(layers, ep.id)
 
 
-def _golden_target(request: pytest.FixtureRequest, ep: ExecutionProvider) -> GoldenTarget:
-    node = request.node
-    name, _, params = node.name.partition("[")
-    params = [part for part in params.rstrip("]").split("-") if part and part != ep.id] if params else []
-    return GoldenTarget(
-        golden_dir=options.golden_dir(request.config),
-        module_stem=Path(node.path).stem,
-        test_name=f"{name}[{'-'.join(params)}]" if params else name,
-        nodeid=node.nodeid,
-        rootdir=request.config.rootpath,
-    )
+def _golden_target(request: pytest.FixtureRequest) -> GoldenTarget:
+    config = request.config
+    return GoldenTarget.of_node(request.node.nodeid, options.golden_dir(config), config.rootpath,
+                                config.invocation_params.dir)
 
 
 def _golden_policy(request: pytest.FixtureRequest) -> GoldenPolicy:

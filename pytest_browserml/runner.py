@@ -9,7 +9,6 @@ test receives.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import os
 import re
 import shutil
@@ -409,8 +408,7 @@ class BrowserML:
         `name` replaces the test name in the file name, e.g. to share one golden between tests.
         """
         __tracebackhide__ = True
-        target = self._golden_target if name is None else dataclasses.replace(self._golden_target, test_name=name)
-        golden_check.assert_golden(result, target, self._golden_policy, per_ep=per_ep)
+        golden_check.assert_golden(result, self._golden_target, self._golden_policy, per_ep=per_ep, name=name)
 
     def resolve(self, path: str | Path) -> Path:
         """A file given to run() or image_input(): absolute, or relative to the rootdir, else to the test's folder."""

@@ -38,7 +38,8 @@ def test_weights_scaled_by_1_01_fail(browserml, conv_models):
     assert "diagnosis: scaled by 1.01" in text
     assert "note: the golden was made from a different model file" in text
     folder = Path(__file__).resolve().parents[1] / "goldens" / "test_drift"
-    obtained = [folder / "conv.obtained.npz", folder / "conv.obtained.json"]
+    tag = browserml.ep.replace(":", "_")
+    obtained = [folder / f"conv[{tag}].obtained.npz", folder / f"conv[{tag}].obtained.json"]
     assert all(path.is_file() for path in obtained)  # for review; this demo cleans up after itself
     for path in obtained:
         path.unlink()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +39,24 @@ def nudge(project, delta: float) -> None:
     goldens.write_golden(files, {"y": y}, goldens.read_sidecar(files.sidecar))
 
 
+def plant(project, *names: str) -> list[Path]:
+    """Copies of test_add's golden under other names, as the store writes them for those tests."""
+    folder = project.path / GOLDEN.parent
+    sidecar = goldens.read_sidecar(folder / "test_add.json")
+    for name in names:
+        shutil.copyfile(folder / "test_add.npz", folder / f"{name}.npz")
+        test = name.partition("[")[0]
+        sidecar.update(test=f"test_model.py::{test}[wasm]", used_by=[f"test_model.py::{test}"])
+        (folder / f"{name}.json").write_text(json.dumps(sidecar))
+    return [folder / f"{name}.npz" for name in names]
+
+
 def test_a_missing_golden_fails_with_its_path_and_the_flag(project):
     result = project.runpytest_subprocess()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*no golden for this test: goldens/test_model/test_add.npz does not exist.*",
-        "*Create it with: pytest --update-goldens test_model.py::test_add?wasm?*",
+        "*Create it with: pytest 'test_model.py::test_add[[]wasm[]]' --browser-ep wasm --update-goldens *",
     ])
     assert not (project.path / "goldens").exists()
 
@@ -66,17 +80,16 @@ def test_update_writes_reports_and_passes_then_mismatch_writes_obtained(project)
         "*tolerance: atol=0.0001, rtol=0.0001 (atol, rtol from built-in default ?wasm float32?)*",
         "*max abs error 0.5*",
         "*(1, 2)*10*10.5*-0.5*",
-        "*obtained outputs written to goldens/test_model/test_add.obtained.npz*",
-        "*if this change is intended, run: pytest --update-goldens test_model.py::test_add?wasm?*",
+        "*obtained outputs written to goldens/test_model/test_add?wasm?.obtained.npz*",
     ])
-    obtained = goldens.read_golden(project.path / "goldens/test_model/test_add.obtained.npz")
+    obtained = goldens.read_golden(project.path / "goldens/test_model/test_add[wasm].obtained.npz")
     assert obtained["y"][1, 2] == 10.0
 
     result = project.runpytest_subprocess("--update-goldens")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["written goldens/test_model/test_add.npz: y: max abs change 0.5"])
     project.runpytest_subprocess().assert_outcomes(passed=1)
-    assert not (project.path / "goldens/test_model/test_add.obtained.npz").exists()
+    assert not (project.path / "goldens/test_model/test_add[wasm].obtained.npz").exists()
 
 
 def test_update_missing_writes_only_missing_goldens(project):
@@ -89,11 +102,10 @@ def test_update_missing_writes_only_missing_goldens(project):
 
 def test_unused_goldens_are_listed_only_for_the_whole_suite_and_deleted_on_request(project):
     project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=1)
-    stale = goldens.GoldenFiles(project.path / "goldens/test_model/test_renamed.npz")
-    goldens.write_golden(stale, {"y": np.zeros(3, np.float32)}, {})
+    stale = goldens.GoldenFiles(plant(project, "test_renamed")[0])
     result = project.runpytest_subprocess()
     result.stdout.fnmatch_lines([
-        "unused golden (no test used it): goldens/test_model/test_renamed.npz",
+        "unused golden (no collected test maps to it): goldens/test_model/test_renamed.npz",
         "delete them with --delete-unused-goldens",
     ])
     assert "unused golden" not in project.runpytest_subprocess("-k", "add").stdout.str()
@@ -170,3 +182,99 @@ def test_shared_golden_too(browserml):
         goldens.read_golden(path)  # every file complete
     assert not list((project.path / "goldens").rglob("*.tmp"))
     project.runpytest_subprocess("-n", "2").assert_outcomes(passed=7)
+
+
+# --- issue 13: goldens nobody can lose or mix up ------------------------------
+
+LIFECYCLE_TESTS = TEST_FILE + """
+
+def test_fails_before_its_golden(browserml):
+    raise RuntimeError("broken before assert_golden")
+
+def test_skipped_before_its_golden(browserml):
+    pytest.skip("not today")
+
+@pytest.mark.browser_ep("webgpu")
+def test_only_on_webgpu(browserml):
+    browserml.assert_golden(browserml.run("models/add.onnx", {"x": X}, warmup=0, iterations=1), per_ep=True)
+"""
+KEPT = ["test_fails_before_its_golden", "test_skipped_before_its_golden", "test_only_on_webgpu",
+        "test_only_on_webgpu[webgpu]"]
+
+
+def test_delete_unused_goldens_keeps_every_golden_a_collected_test_maps_to(project):
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=1)
+    project.makepyfile(test_model=LIFECYCLE_TESTS)
+    kept = plant(project, *KEPT)
+    (stale,) = plant(project, "test_renamed")
+    result = project.runpytest_subprocess("--delete-unused-goldens")
+    result.assert_outcomes(passed=1, failed=1, skipped=2)
+    result.stdout.fnmatch_lines(["deleted unused golden goldens/test_model/test_renamed.npz"])
+    assert not stale.exists() and not stale.with_suffix(".json").exists()
+    assert all(path.exists() for path in kept) and (project.path / GOLDEN).exists()
+
+    plant(project, "test_renamed")
+    for args in (["--browser-executable", "/nowhere/chromium"], ["--collect-only"], ["-x"]):
+        result = project.runpytest_subprocess("--delete-unused-goldens", *args)
+        result.stdout.fnmatch_lines(["--delete-unused-goldens deleted nothing: *",
+                                     "would have deleted goldens/test_model/test_renamed.npz"])
+        assert stale.exists() and all(path.exists() for path in kept)
+    project.makepyfile(test_stop="def test_stop():\n    raise KeyboardInterrupt\n")
+    result = project.runpytest_subprocess("--delete-unused-goldens")
+    result.stdout.fnmatch_lines(["*deleted nothing: *the session was interrupted*"])
+    assert stale.exists() and all(path.exists() for path in kept)
+
+
+def test_delete_unused_goldens_deletes_only_what_the_store_wrote(project):
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=1)
+    (stale,) = plant(project, "test_renamed")
+    data = project.path / "goldens" / "data"
+    data.mkdir()
+    np.savez(data / "calibration.npz", scale=np.ones(3))
+    notes = project.path / GOLDEN.parent / "notes.npz"
+    np.savez(notes, y=np.zeros(2))
+    notes.with_suffix(".json").write_text('{"about": "my own notes"}')
+    # the one test runs only on webgpu: with wasm alone it is collected and skipped, and starts no browser
+    project.makepyfile(test_model=TEST_FILE.replace("def test_add", "@pytest.mark.browser_ep('webgpu')\ndef test_add"))
+    result = project.runpytest_subprocess("--delete-unused-goldens")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines_random(["deleted unused golden goldens/test_model/test_renamed.npz",
+                                        "kept goldens/data/calibration.npz: *not one this store writes",
+                                        "kept goldens/test_model/notes.npz: *not one this store writes"])
+    assert not stale.exists() and (data / "calibration.npz").exists() and notes.exists()
+    assert notes.with_suffix(".json").exists() and (project.path / GOLDEN).exists()
+
+
+def test_a_failing_obtained_write_keeps_the_mismatch_text(project):
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=1)
+    nudge(project, 0.5)
+    folder = project.path / GOLDEN.parent
+    for name in ("test_add.obtained.npz", "test_add[wasm].obtained.npz"):
+        (folder / name).mkdir()  # os.replace onto a folder fails, even for root, like a full disk
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*1 of 1 outputs differ from the golden goldens/test_model/test_add.npz on wasm*",
+        "*max abs error 0.5*",
+        "*the obtained outputs could not be written to goldens/test_model/test_add?wasm?.obtained.npz: *",
+    ])
+
+
+def test_obtained_files_are_per_ep_and_the_report_draws_each_eps_own(project):
+    args = ("--browser-ep", "wasm", "--browser-ep", "webgpu")
+    project.runpytest_subprocess(*args, "--update-goldens").assert_outcomes(passed=2)
+    nudge(project, 0.5)
+    result = project.runpytest_subprocess(*args, "--browserml-report", "report.json")
+    result.assert_outcomes(failed=2)
+    folder = project.path / GOLDEN.parent
+    for ep in ("wasm", "webgpu"):
+        result.stdout.fnmatch_lines([f"*obtained outputs written to goldens/test_model/test_add?{ep}?.obtained.npz*"])
+        assert goldens.read_sidecar(folder / f"test_add[{ep}].obtained.json")["compared_on"]["ep"] == ep
+    report = json.loads((project.path / "report.json").read_text())
+    obtained = {test["ep"]: test["goldens"][0]["obtained"] for test in report["tests"]}
+    assert obtained == {ep: str(folder / f"test_add[{ep}].obtained.npz") for ep in ("wasm", "webgpu")}
+
+    # webgpu passes now: it removes its own obtained files, never wasm's
+    project.makepyfile(test_model=TEST_FILE.replace("def test_add", "@pytest.mark.tolerance(webgpu={'atol': 1})\ndef test_add"))
+    project.runpytest_subprocess(*args).assert_outcomes(passed=1, failed=1)
+    assert (folder / "test_add[wasm].obtained.npz").exists() and not (folder / "test_add[webgpu].obtained.npz").exists()

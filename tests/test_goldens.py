@@ -17,10 +17,11 @@ from pytest_browserml.goldens import (
     find_goldens,
     read_golden,
     read_sidecar,
-    remove_obtained,
+    remove,
     write_golden,
-    write_obtained,
+    write_sidecar,
 )
+from pytest_browserml.golden_names import GoldenIndex, GoldenKey
 
 
 def files_in(folder: Path) -> list[str]:
@@ -29,57 +30,105 @@ def files_in(folder: Path) -> list[str]:
 
 @pytest.fixture
 def files(tmp_path):
-    return GoldenFiles.for_test(tmp_path / "goldens", "test_models", "test_seg")
+    return GoldenKey("test_models", "test_seg").golden(tmp_path / "goldens")
 
 
 # --- names -----------------------------------------------------------------
 
 
 def test_shared_golden_and_its_neighbours(tmp_path):
-    files = GoldenFiles.for_test(tmp_path, "test_models", "test_seg")
+    key = GoldenKey("test_models", "test_seg")
+    files = key.golden(tmp_path)
     assert files.npz == tmp_path / "test_models" / "test_seg.npz"
     assert files.sidecar == tmp_path / "test_models" / "test_seg.json"
-    assert files.obtained == tmp_path / "test_models" / "test_seg.obtained.npz"
-    assert files.obtained_sidecar == tmp_path / "test_models" / "test_seg.obtained.json"
+    obtained = key.obtained(tmp_path, "wasm")
+    assert obtained.npz == tmp_path / "test_models" / "test_seg[wasm].obtained.npz"
+    assert obtained.sidecar == tmp_path / "test_models" / "test_seg[wasm].obtained.json"
 
 
 def test_per_ep_golden_is_named_after_the_ep(tmp_path):
-    files = GoldenFiles.for_test(tmp_path, "test_models", "test_seg", ep="webgpu")
-    assert files.npz.name == "test_seg[webgpu].npz"
-    assert files.sidecar.name == "test_seg[webgpu].json"
-    assert files.obtained.name == "test_seg[webgpu].obtained.npz"
+    key = GoldenKey("test_models", "test_seg")
+    assert key.golden(tmp_path, ep="webgpu").npz.name == "test_seg[webgpu].npz"
+    assert key.golden(tmp_path, ep="webgpu").sidecar.name == "test_seg[webgpu].json"
+    assert key.obtained(tmp_path, "webgpu").npz.name == "test_seg[webgpu].obtained.npz"
+    assert key.golden(tmp_path, ep="webnn:gpu").npz.name == "test_seg[webnn_gpu].npz"
 
 
 def test_parametrized_names_keep_brackets_and_dots(tmp_path):
-    files = GoldenFiles.for_test(tmp_path, "test_models", "test_seg[1.5-x]", ep="wasm")
+    files = GoldenKey("test_models", "test_seg[1.5-x]").golden(tmp_path, ep="wasm")
     assert files.npz.name == "test_seg[1.5-x][wasm].npz"
     assert files.sidecar.name == "test_seg[1.5-x][wasm].json"
 
 
 @pytest.mark.parametrize(
-    ("test_name", "ep", "expected"),
+    ("test_name", "expected"),
     [
-        ("test_seg", "webnn:gpu", "test_seg[webnn_gpu].npz"),
-        ("test_x[a/b]", None, "test_x[a_b].npz"),
-        ("test_x[a\\b]", None, "test_x[a_b].npz"),
-        ("test_x[../../etc]", None, "test_x[.._.._etc].npz"),
-        ("test_x[tab\there\nnul\x00del\x7f]", None, "test_x[tab_here_nul_del_].npz"),
+        ("test_x[a/b]", "test_x[a%2Fb].npz"),
+        ("test_x[a\\b]", "test_x[a%5Cb].npz"),
+        ("test_x[a:b]", "test_x[a%3Ab].npz"),
+        ("test_x[a_b]", "test_x[a_b].npz"),
+        ("test_x[100%]", "test_x[100%25].npz"),
+        ("test_x[../../etc]", "test_x[..%2F..%2Fetc].npz"),
+        ("test_x[tab\there\nnul\x00del\x7f]", "test_x[tab%09here%0Anul%00del%7F].npz"),
     ],
 )
-def test_unsafe_characters_become_underscores(tmp_path, test_name, ep, expected):
-    files = GoldenFiles.for_test(tmp_path, "test_models", test_name, ep=ep)
+def test_unsafe_characters_are_escaped(tmp_path, test_name, expected):
+    files = GoldenKey("test_models", test_name).golden(tmp_path)
     assert files.npz.name == expected
     assert files.npz.parent == tmp_path / "test_models"
 
 
 def test_module_stem_cannot_leave_the_golden_dir(tmp_path):
     with pytest.raises(ValueError, match="outside"):
-        GoldenFiles.for_test(tmp_path, "..", "test_x")
+        GoldenKey("..", "test_x")
 
 
 def test_golden_path_must_be_an_npz():
     with pytest.raises(ValueError, match=r"\.npz"):
         GoldenFiles(Path("test_x.json"))
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "test", "test_id"),
+    [
+        ("t/test_m.py::test_x[wasm]", "test_x", "t/test_m.py::test_x"),
+        ("t/test_m.py::test_x[webnn:gpu-a/b]", "test_x[a/b]", "t/test_m.py::test_x[a/b]"),
+        ("t/test_m.py::test_x[wasm-wasm]", "test_x[wasm]", "t/test_m.py::test_x[wasm]"),  # only the fixture's id goes
+        ("t/test_m.py::test_x[wasm-m--n]", "test_x[m--n]", "t/test_m.py::test_x[m--n]"),
+        ("t/test_m.py::test_x[wasm-v]]", "test_x[v]]", "t/test_m.py::test_x[v]]"),
+        ("t/test_m.py::TestA::test_x[NOTSET-1]", "test_x[1]", "t/test_m.py::TestA::test_x[1]"),
+        ("t/test_m.py::test_x[wasm-a::b[c]", "test_x[a::b[c]", "t/test_m.py::test_x[a::b[c]"),
+    ],
+)
+def test_a_node_id_maps_to_its_name_without_the_fixtures_ep(nodeid, test, test_id):
+    assert GoldenKey.of_node(nodeid) == (GoldenKey("test_m", test), test_id)
+
+
+def test_distinct_ids_get_distinct_files(tmp_path):
+    ids = ["a/b", "a_b", "a:b", "v", "v]", "m-n", "m--n", "x-wasm", "x", "A", "%2F", "/"]
+    names = {GoldenKey.of_node(f"test_m.py::test_x[wasm-{id_}]")[0].golden(tmp_path).npz.name for id_ in ids}
+    assert len(names) == len(ids)
+
+
+def test_the_index_answers_which_tests_map_to_a_golden(tmp_path):
+    index = GoldenIndex.of(tmp_path, ["a/test_m.py::test_x[wasm-1]", "a/test_m.py::test_x[webgpu-1]",
+                                      "a/test_m.py::test_y[NOTSET]"])
+    assert index.owners(tmp_path / "test_m" / "test_x[1].npz") == {"a/test_m.py::test_x[1]"}
+    assert index.owners(tmp_path / "test_m" / "test_x[1][webnn_npu].npz") == {"a/test_m.py::test_x[1]"}  # any EP
+    assert index.owners(tmp_path / "test_m" / "test_y[webgpu].npz") == {"a/test_m.py::test_y"}
+    assert index.owners(tmp_path / "test_m" / "test_z.npz") == set()
+    assert index.owners(tmp_path / "data" / "calibration.npz") == set()
+    assert index.collisions() == []
+
+
+def test_the_index_names_tests_that_would_share_a_file(tmp_path):
+    index = GoldenIndex.of(tmp_path, ["a/test_m.py::test_x[wasm]", "b/test_m.py::test_x[wasm]",
+                                      "a/test_n.py::test_y[wasm-Q]", "b/test_n.py::test_y[wasm-q]"])
+    assert index.collisions() == [
+        f"{tmp_path.name}/test_m/test_x.npz would be the golden of a/test_m.py::test_x and of b/test_m.py::test_x",
+        f"{tmp_path.name}/test_n/test_y[Q].npz would be the golden of a/test_n.py::test_y[Q] and of "
+        "b/test_n.py::test_y[q]",
+    ]
 
 
 # --- round trip ------------------------------------------------------------
@@ -247,7 +296,7 @@ def test_unserialisable_metadata_is_refused_before_the_npz_is_written(files):
 
 
 def test_parent_folders_are_created(tmp_path):
-    files = GoldenFiles.for_test(tmp_path / "a" / "b", "test_m", "test_x", ep="wasm")
+    files = GoldenKey("test_m", "test_x").golden(tmp_path / "a" / "b", ep="wasm")
     write_golden(files, {"y": np.zeros(1)}, {})
     assert files.npz.is_file() and files.sidecar.is_file()
 
@@ -329,15 +378,31 @@ def test_directory_instead_of_golden(tmp_path):
 # --- obtained files --------------------------------------------------------
 
 
-def test_obtained_files_sit_next_to_the_golden_and_are_removed(files):
+def test_obtained_files_sit_next_to_the_golden_and_are_removed(tmp_path):
+    key = GoldenKey("test_models", "test_seg")
+    files, obtained = key.golden(tmp_path), key.obtained(tmp_path, "wasm")
     write_golden(files, {"y": np.zeros(2)}, {"kind": "golden"})
-    write_obtained(files, {"y": np.ones(2)}, {"kind": "obtained"})
-    assert read_golden(files.obtained)["y"].tolist() == [1.0, 1.0]
-    assert read_sidecar(files.obtained_sidecar) == {"kind": "obtained"}
+    write_golden(obtained, {"y": np.ones(2)}, {"kind": "obtained"})
+    assert read_golden(obtained.npz)["y"].tolist() == [1.0, 1.0]
+    assert read_sidecar(obtained.sidecar) == {"kind": "obtained"}
     assert read_golden(files.npz)["y"].tolist() == [0.0, 0.0]
-    remove_obtained(files)
+    remove(obtained)
     assert files_in(files.npz.parent) == ["test_seg.json", "test_seg.npz"]
-    remove_obtained(files)  # nothing left to remove is fine
+    remove(obtained)  # nothing left to remove is fine
+
+
+def test_the_sidecar_alone_can_be_rewritten(files):
+    write_golden(files, {"y": np.zeros(2)}, {"version": 1})
+    write_sidecar(files, {"version": 2})
+    assert read_sidecar(files.sidecar) == {"version": 2} and read_golden(files.npz)["y"].tolist() == [0.0, 0.0]
+
+
+def test_only_sidecars_this_store_writes_count_as_its_own():
+    ours = {"format": 1, "kind": "reference", "outputs": {}, "test": "t.py::t[wasm]"}
+    assert goldens.is_store_sidecar(ours)
+    for other in (None, [], {}, {**ours, "format": 2}, {**ours, "kind": "data"}, {**ours, "outputs": []},
+                  {key: value for key, value in ours.items() if key != "test"}):
+        assert not goldens.is_store_sidecar(other)
 
 
 # --- change reports --------------------------------------------------------
@@ -409,11 +474,11 @@ def test_changes_of_ints_bools_and_empty_tensors():
 
 
 def test_find_goldens_excludes_obtained_and_other_files(tmp_path):
-    shared = GoldenFiles.for_test(tmp_path, "test_b", "test_x")
-    per_ep = GoldenFiles.for_test(tmp_path, "test_a", "test_y", ep="webnn:gpu")
+    shared = GoldenKey("test_b", "test_x").golden(tmp_path)
+    per_ep = GoldenKey("test_a", "test_y").golden(tmp_path, ep="webnn:gpu")
     for files in (shared, per_ep):
         write_golden(files, {"y": np.zeros(1)}, {})
-        write_obtained(files, {"y": np.ones(1)}, {})
+    write_golden(GoldenKey("test_b", "test_x").obtained(tmp_path, "wasm"), {"y": np.ones(1)}, {})
     (tmp_path / "test_a" / "notes.txt").write_text("not a golden")
     assert find_goldens(tmp_path) == [per_ep.npz, shared.npz]
 
@@ -439,3 +504,36 @@ def test_blockwise_writing_and_changes_match_whole_arrays(files, monkeypatch):
     assert change.kind == "changed" and change.max_abs_change == np.inf
     (change,) = changes({"y": moved}, {"y": moved.copy()})
     assert change.kind == "unchanged"
+
+
+# --- limits ----------------------------------------------------------------
+
+
+def deflated_bomb(path: Path, megabytes: int) -> Path:
+    """A small deflated .npz whose one output inflates to `megabytes` MiB of zeros."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("y.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False,
+                                                          "shape": (megabytes << 18,)})
+            zeros = bytes(1 << 20)
+            for _ in range(megabytes):
+                member.write(zeros)
+    return path
+
+
+def test_declared_sizes_beyond_the_limits_are_refused_before_inflating(tmp_path, monkeypatch):
+    bomb = deflated_bomb(tmp_path / "bomb.npz", 64)
+    assert bomb.stat().st_size < 1 << 20
+    inflated = []
+    monkeypatch.setattr(np.lib.format, "read_array", lambda *a, **k: inflated.append(1))
+    with pytest.raises(GoldenError, match=r"bomb\.npz: output 'y' declares 67108992 bytes uncompressed, more than "
+                                          r"the run's outputs can need \(48 bytes of data\); refused before inflating"):
+        read_golden(bomb, {"y": 48})
+    with pytest.raises(GoldenError, match="output 'y' declares"):
+        read_golden(bomb, {"other": 48})  # an output the run lacks may be no larger than its largest
+    assert not inflated
+
+
+def test_a_golden_within_the_limits_reads(files):
+    write_golden(files, {"y": np.zeros(6, np.float32)}, {})
+    assert read_golden(files.npz, {"y": 6 * 8})["y"].shape == (6,)
