@@ -46,13 +46,16 @@ class CompareRule:
 
 def machine_key(result: RunResult) -> dict[str, str]:
     environment = result.environment
-    return {
+    key = {
         "ep": environment.ep,
         "browser": environment.browser_version,
         "adapter": environment.adapter.describe() if environment.adapter else "none",
         "ort_web": environment.ort_web_version,
         "bundle": environment.ort_web_bundle,
     }
+    if environment.wasm_tier != "tier-up":  # figures of Liftoff-only code never stand in for users' (tier-up)
+        key["wasm_tier"] = environment.wasm_tier
+    return key
 
 
 def figures_of(result: RunResult) -> dict[str, float]:

@@ -102,8 +102,9 @@ class BrowserChoice:
     def describe(self) -> str:
         return str(self.executable) if self.executable else f"Playwright channel {self.channel}"
 
-    def launch(self, playwright, ep: ExecutionProvider):
-        kwargs = {"args": [*QUIET_ARGS, *self.extra_args, *ep.launch_args()], "headless": True}
+    def launch(self, playwright, ep: ExecutionProvider, engine_args: tuple[str, ...] = ()):
+        """`engine_args`: the wasm engine's switches (wasm_engine.launch_args)."""
+        kwargs = {"args": [*QUIET_ARGS, *self.extra_args, *ep.launch_args(), *engine_args], "headless": True}
         if self.executable:
             kwargs["executable_path"] = str(self.executable)
         if self.channel:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .results import RunResult
+from .wasm_engine import LIFTOFF
 
 EPS = ("wasm", "webgpu", "webnn")
 _TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "min": 60_000.0}
@@ -104,7 +105,10 @@ def check(result: RunResult, budgets: Mapping[str, Budget], time_scale: float = 
         where = f"({budget.origin}, {result.ep}" + (f", --budget-scale {time_scale:g})" if figure.kind == "time"
                                                     and time_scale != 1.0 else ")")
         measured = figure.read(result)
-        if measured is None:
+        if figure.kind == "time" and result.environment.wasm_tier == LIFTOFF:
+            failures.append(f"{figure.label} has a budget of {budget.text} but was measured on Liftoff-only wasm "
+                            f"code, which users' browsers do not run {where}: set browserml_wasm_tier = auto")
+        elif measured is None:
             failures.append(f"{figure.label} has a budget of {budget.text} but could not be measured here {where}")
         elif measured > limit:
             line = f"{figure.label} {format_value(measured, figure.kind)} > budget {format_value(limit, figure.kind)} {where}"

@@ -13,12 +13,15 @@ PROJECT_TOLERANCE_KEY = pytest.StashKey[tuple]()  # ToleranceLayer from pyprojec
 PROJECT_BUDGET_KEY = pytest.StashKey[tuple]()  # BudgetLayer from pyproject.toml, or ()
 
 
-def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider) -> EpBrowser:
-    """The EP's browser, or skip the test with doctor's reason (fail it under --browser-ep-strict)."""
+def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider, timed: bool = True) -> EpBrowser:
+    """The EP's browser, or skip the test with doctor's reason (fail it under --browser-ep-strict).
+
+    `timed`: the test times its runs (a `browserml` test), so its browser runs the wasm tier users' browsers run.
+    """
     __tracebackhide__ = True
     runtime = config.stash[RUNTIME_KEY]
     try:
-        ep_browser = runtime.browser_for(ep)
+        ep_browser = runtime.browser_for(ep, timed)
         probe = ep_browser.probe()
     except (ProvisionError, BrowserSetupError) as error:
         raise pytest.fail.Exception(str(error), pytrace=False) from None

@@ -39,20 +39,25 @@ class OnnxCaseError(Exception):
 
 def collect_directory(path: Path, parent: pytest.Collector) -> OnnxTestFolder | None:
     """The folder's tests if it is an ONNX test case; None lets pytest walk it as usual."""
-    if _model_file(path) is not None and _numbered(path, DATA_SET):
-        return OnnxTestFolder.from_parent(parent, path=path)
+    model = _model_file(path)
+    data_sets = _numbered(path, DATA_SET) if model is not None else []
+    if data_sets:
+        return OnnxTestFolder.from_parent(parent, path=path, model=model, data_sets=data_sets)
     return None
 
 
 class OnnxTestFolder(pytest.Directory):
     """One ONNX test case: its model run on each data set on each EP of the session."""
 
+    def __init__(self, *, model: Path, data_sets: list[Path], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.model = model  # found by collect_directory: each folder is listed once (suites have thousands)
+        self.data_sets = data_sets
+
     def collect(self) -> Iterator[pytest.Item]:
-        model = _model_file(self.path)
-        assert model is not None  # collect_directory made this node only for such folders
-        for data_set in _numbered(self.path, DATA_SET):
+        for data_set in self.data_sets:
             for ep in self.config.stash[RUNTIME_KEY].settings.eps:
-                yield OnnxDataSet.from_parent(self, name=f"{data_set.name}[{ep.id}]", model=model,
+                yield OnnxDataSet.from_parent(self, name=f"{data_set.name}[{ep.id}]", model=self.model,
                                               data_set=data_set, ep=ep)
 
 
@@ -68,7 +73,7 @@ class OnnxDataSet(pytest.Item):
     def runtest(self) -> None:
         test = self.nodeid.rpartition("[")[0]
         self.user_properties += [(EP_PROPERTY, self.ep.id), (TEST_PROPERTY, test)]  # rows of the reports
-        ep_browser = usable_ep_browser(self.config, self.ep)
+        ep_browser = usable_ep_browser(self.config, self.ep, timed=False)  # one untimed run per data set
         model_files = self.config.stash[RUNTIME_KEY].model_files(self.model)
         input_names, output_names = _tensor_names(model_files)
         inputs = self._read_tensors("input", input_names)

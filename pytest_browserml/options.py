@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from . import baselines, provision
+from . import baselines, provision, wasm_engine
 from .baselines import BaselineError, CompareRule
 from .browser import BrowserSetupError, ExecutionProvider
 from .budgets import BudgetError, BudgetLayer
 from .golden_check import UPDATE_MODES
 from .runner import Settings
 from .tolerances import ToleranceError, ToleranceLayer
+from .wasm_engine import EngineSettingError
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -41,6 +42,13 @@ def add_options(parser: pytest.Parser) -> None:
            default=provision.ORT_WEB_VERSION)
     option("--ort-web-bundle", "browserml_ort_web_bundle", "onnxruntime-web bundle: all (WebGPU through JSEP) "
            "or webgpu (the native WebGPU EP)", default="all")
+    option("--browserml-wasm-tier", "browserml_wasm_tier", "V8's compiler tier for onnxruntime-web's wasm: "
+           "tier-up (as users' browsers run it), liftoff (--js-flags=--liftoff-only: no re-optimisation, far less CPU, "
+           "slower code) or auto (tier-up for browserml tests, which time their runs; liftoff for ONNX test-data "
+           "folders)", default=wasm_engine.AUTO)
+    option("--browserml-wasm-threads", "browserml_wasm_threads", "onnxruntime-web threads per page: a number, or "
+           "auto (ORT's default, at most the cores of this xdist worker: cores / PYTEST_XDIST_WORKER_COUNT)",
+           default=wasm_engine.AUTO)
     option("--golden-dir", "browserml_golden_dir", "folder of the golden tensors, relative to the rootdir",
            default="goldens")
     group.addoption("--update-goldens", nargs="?", const="all", choices=UPDATE_MODES, default=None,
@@ -90,8 +98,10 @@ def settings_from(config: pytest.Config) -> Settings:
             budget_scale=_positive_number(config, "browserml_budget_scale", float, option=True),
             profile=config.getoption("browserml_profile"),
             ws_endpoints=tuple(setting(config, "browserml_ws_endpoints")),
+            wasm_tier=wasm_engine.parse_tier(setting(config, "browserml_wasm_tier")),
+            wasm_threads=wasm_engine.parse_threads(str(setting(config, "browserml_wasm_threads"))),
         )
-    except BrowserSetupError as error:
+    except (BrowserSetupError, EngineSettingError) as error:
         raise pytest.UsageError(str(error)) from None
 
 

@@ -29,7 +29,9 @@ class PageFailure(RuntimeError):
 
 
 class HarnessPage:
-    def __init__(self, browser, server: HarnessServer, ort_bundle: str, timeout_s: float, remote: bool = False):
+    def __init__(self, browser, server: HarnessServer, ort_bundle: str, timeout_s: float, remote: bool = False,
+                 load_options: dict | None = None):
+        """`load_options`: more of harness.js load()'s arguments (the wasm engine's threads and warm-up)."""
         self.timeout_s = timeout_s
         self.crashed = False
         self.channel: PageChannel | None = None
@@ -41,7 +43,8 @@ class HarnessPage:
         self.page.wait_for_function("() => window.browserml", timeout=timeout_s * 1000)
         # a remote browser's process ids mean nothing here
         self.processes = BrowserProcesses({}) if remote else BrowserProcesses.of(browser)
-        self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/")})
+        self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/"),
+                                       **(load_options or {})})
         if not remote:
             url, connected = server.expect_channel()
             self.page.evaluate("url => window.browserml.connect(url)", url)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from . import baselines, onnx_suite, options, provision
+from . import baselines, onnx_suite, options, provision, wasm_engine
 from .baselines import BaselineError
 from .browser import ExecutionProvider
 from .budgets import BudgetError, BudgetExceeded, BudgetLayer
@@ -64,9 +64,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    settings = config.stash[RUNTIME_KEY].settings
+    runtime = config.stash[RUNTIME_KEY]
+    settings = runtime.settings
     return (f"browserml: eps {', '.join(ep.id for ep in settings.eps)}; onnxruntime-web {settings.ort_web_version} "
-            f"({settings.ort_web_bundle} bundle); cache {provision.cache_dir()}")
+            f"({settings.ort_web_bundle} bundle); wasm {wasm_engine.describe(settings.wasm_tier)}, "
+            f"{runtime.wasm_threads} thread(s) per page; cache {provision.cache_dir()}")
+
+
+@pytest.hookimpl(trylast=True)  # under xdist after the worker has sent its collection to the controller
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the browsers the first tests need now: under xdist while the controller waits for the other
+    workers and schedules, and ORT compiles its wasm module in the page while pytest goes on."""
+    if session.config.option.collectonly:
+        return
+    runtime = session.config.stash[RUNTIME_KEY]
+    for ep, timed in dict.fromkeys(_browser_needs(item) for item in session.items):
+        if ep is not None:
+            runtime.prestart(ep, timed)
+
+
+def _browser_needs(item: pytest.Item) -> tuple[ExecutionProvider | None, bool]:
+    """The EP an item runs on and whether it times its runs; (None, _) for items without a browser."""
+    if isinstance(item, onnx_suite.OnnxDataSet):
+        return item.ep, False
+    callspec = getattr(item, "callspec", None)
+    return (callspec.params.get("browserml") if callspec else None), True
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector):

@@ -71,7 +71,9 @@ class TestRow:
 
 def run_entry(test: str, result) -> dict:
     """What one run adds to its test's report: the baseline entry and the placement, and where it ran."""
-    return {**baselines.entry_of(test, result), "model": str(result.model), "device": result.environment.device,
+    environment = result.environment
+    return {**baselines.entry_of(test, result), "model": str(result.model), "device": environment.device,
+            "wasm_tier": environment.wasm_tier, "wasm_threads": environment.wasm_threads,
             "fallback_nodes": result.placement.fallback_count,
             "nodes_per_provider": result.placement.nodes_per_provider}
 

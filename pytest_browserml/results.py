@@ -116,6 +116,8 @@ class Environment:
     ort_web_bundle: str
     adapter: Adapter | None = None
     device: str = "local"  # "local" or the browser server, and the browser's platform
+    wasm_tier: str = "tier-up"  # V8's compiler tier for ORT's wasm: "tier-up" (as users' browsers) or "liftoff"
+    wasm_threads: int | None = None  # ORT-web's threads per session in this page (ort.env.wasm.numThreads)
 
 
 @dataclass(frozen=True)

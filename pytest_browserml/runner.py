@@ -26,12 +26,13 @@ from . import budgets, golden_check, images
 from . import model as model_facts
 from . import profile as profiles
 from . import placement as placement_log
-from . import provision, remote, stats, transport
+from . import provision, remote, stats, transport, wasm_engine
 from .budgets import FIGURES, Budget
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .golden_check import GoldenPolicy, GoldenTarget
 from .model import ModelFacts
 from .page import HarnessPage, PageFailure
+from .provision import ProvisionError
 from .results import Adapter, Environment, Memory, Placement, RunResult, Transfer
 from .server import HarnessServer
 
@@ -58,6 +59,8 @@ class Settings:
     budget_scale: float = 1.0
     profile: bool = False
     ws_endpoints: tuple[str, ...] = ()  # Playwright browser servers to run in instead of a local browser
+    wasm_tier: str = wasm_engine.AUTO  # V8's tier for ORT's wasm: auto, tier-up or liftoff (wasm_engine.py)
+    wasm_threads: int | None = None  # ORT-web threads per page; None: this worker's share of the cores
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,10 @@ class Runtime:
         self.playwright = None
         self.server: HarnessServer | None = None
         self.browser_choice: BrowserChoice | None = None
-        self._browsers: dict[ExecutionProvider, EpBrowser] = {}
+        self._browsers: dict[tuple[ExecutionProvider, str], EpBrowser] = {}  # by EP and wasm tier
         self._models: dict[tuple, ModelFiles] = {}
         self._scratch_dir: Path | None = None  # model copies the runner serves in place of the user's file
+        self.wasm_threads = wasm_engine.threads(settings.wasm_threads)
 
     def start(self) -> None:
         if self.server is not None:
@@ -111,21 +115,34 @@ class Runtime:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
         return endpoints[int(worker) % len(endpoints) if worker.isdigit() else 0]
 
-    def browser(self, ep: ExecutionProvider):
+    def browser(self, ep: ExecutionProvider, tier: str):
         """A browser for `ep`: launched here, or connected at this worker's endpoint (never both)."""
         if self.endpoint:
             return remote.connect(self.playwright, self.endpoint, ep)
-        return self.browser_choice.launch(self.playwright, ep)
+        return self.browser_choice.launch(self.playwright, ep, wasm_engine.launch_args(tier))
+
+    def tier_for(self, timed: bool) -> str:
+        """The wasm tier a test's browser runs; a browser server's browsers run V8's default."""
+        return wasm_engine.TIER_UP if self.endpoint else wasm_engine.tier_for(self.settings.wasm_tier, timed)
 
     @property
     def device(self) -> str:
         return f"browser server {urlsplit(self.endpoint).netloc}" if self.endpoint else "local"
 
-    def browser_for(self, ep: ExecutionProvider) -> "EpBrowser":
+    def browser_for(self, ep: ExecutionProvider, timed: bool = True) -> "EpBrowser":
+        """The EP's browser for tests that time their runs (`timed`) or for untimed ones (ONNX folder cases)."""
         self.start()
-        if ep not in self._browsers:
-            self._browsers[ep] = EpBrowser(self, ep)
-        return self._browsers[ep]
+        key = (ep, self.tier_for(timed))
+        if key not in self._browsers:
+            self._browsers[key] = EpBrowser(self, *key)
+        return self._browsers[key]
+
+    def prestart(self, ep: ExecutionProvider, timed: bool) -> None:
+        """Open the browser and page a test on `ep` will use; what fails here fails that test instead."""
+        try:
+            self.browser_for(ep, timed).probe()
+        except (ProvisionError, BrowserSetupError, PlaywrightError, PageFailure):
+            pass
 
     def model_files(self, path: Path) -> ModelFiles:
         """Register a model (and its external data files) with the server; cached by file identity."""
@@ -169,9 +186,10 @@ class Runtime:
 class EpBrowser:
     """One EP's browser and harness page; a crashed page or browser is replaced on next use."""
 
-    def __init__(self, runtime: Runtime, ep: ExecutionProvider):
+    def __init__(self, runtime: Runtime, ep: ExecutionProvider, tier: str = wasm_engine.TIER_UP):
         self.runtime = runtime
         self.ep = ep
+        self.tier = tier
         self._browser = None
         self._page: HarnessPage | None = None
         self._probe: dict | None = None
@@ -199,11 +217,12 @@ class EpBrowser:
             self.close()  # Playwright learns of a killed browser only when it next talks to it
         if self._browser is None or not self._browser.is_connected():
             self.fresh_page()
-            self._browser = self.runtime.browser(self.ep)
+            self._browser = self.runtime.browser(self.ep, self.tier)
         if self._page is None or not self._page.usable:
             self.fresh_page()
             self._page = HarnessPage(self._browser, self.runtime.server, self.bundle, self.runtime.settings.timeout_s,
-                                     remote=bool(self.runtime.endpoint))
+                                     remote=bool(self.runtime.endpoint),
+                                     load_options=wasm_engine.load_options(self.runtime.wasm_threads))
         return self._page
 
     def probe(self) -> dict:
@@ -224,6 +243,8 @@ class EpBrowser:
                 ort_web_version=info["ortVersion"],
                 ort_web_bundle=self.bundle,
                 adapter=Adapter.from_probe(self.probe().get("adapter")),
+                wasm_tier=self.tier,
+                wasm_threads=info["wasmThreads"],
             )
         return self._environment
 

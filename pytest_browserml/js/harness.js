@@ -58,11 +58,22 @@ if (globalThis.GPUDevice) {
 }
 
 // --- loading and probing -----------------------------------------------------
-export async function load({ ortUrl, wasmPaths }) {
+// numThreads: ORT's threads per session (null keeps ORT's default, min(4, ceil(cores / 2))).
+// warmupModelBase64: a one-node model; its session (on wasm, released at once) makes ORT fetch and
+// compile its wasm module now, in the background, while Python goes on; runs wait for it.
+let warming = null;
+
+export async function load({ ortUrl, wasmPaths, numThreads, warmupModelBase64 }) {
   ort = await import(ortUrl);
   ort.env.wasm.wasmPaths = wasmPaths;
+  if (numThreads) ort.env.wasm.numThreads = numThreads;
+  if (warmupModelBase64) {
+    warming = ort.InferenceSession.create(fromBase64(warmupModelBase64), { executionProviders: ["wasm"], logSeverityLevel: 3 })
+      .then((session) => session.release(), () => null); // a failure here shows again in the first real session
+  }
   return {
-    ortVersion: ort.env.versions?.web ?? null, crossOriginIsolated,
+    ortVersion: ort.env.versions?.web ?? null, crossOriginIsolated, wasmThreads: crossOriginIsolated ? ort.env.wasm.numThreads ?? null : 1, // ORT runs one without isolation
+   
     platform: navigator.userAgentData?.platform || navigator.platform, userAgent: navigator.userAgent,
   };
 }
@@ -250,6 +261,7 @@ async function endProfiling(request, entry) {
 }
 
 export async function run(request) {
+  if (warming) await warming;
   let entry = sessions.get(request.sessionKey);
   const cached = Boolean(entry);
   try {

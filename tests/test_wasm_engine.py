@@ -1,0 +1,163 @@
+"""The wasm engine under workers: V8's tier per kind of test, ORT's threads per worker, browsers started early.
+
+The tier a run ran on is read back from the browser's own command line (/proc), not only from the result.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_browserml import wasm_engine
+from tests.test_onnx_suite import X, write_case
+
+
+@pytest.mark.parametrize(("cores", "workers", "threads"), [
+    (2, 1, 1), (16, 1, 4), (16, 2, 4), (16, 4, 4), (16, 8, 2), (16, 16, 1), (16, 32, 1), (6, 2, 3), (1, 1, 1),
+])
+def test_auto_threads_are_orts_default_lowered_to_each_workers_share_of_the_cores(cores, workers, threads):
+    assert wasm_engine.auto_threads(cores, workers) == threads
+
+
+def test_auto_tier_is_tier_up_for_timed_tests_and_liftoff_otherwise_and_a_setting_wins():
+    assert wasm_engine.tier_for("auto", timed=True) == "tier-up"
+    assert wasm_engine.tier_for("auto", timed=False) == "liftoff"
+    assert wasm_engine.tier_for("liftoff", timed=True) == "liftoff"
+    assert wasm_engine.tier_for("tier-up", timed=False) == "tier-up"
+    assert wasm_engine.launch_args("liftoff") == ("--js-flags=--liftoff-only",)
+    assert wasm_engine.launch_args("tier-up") == ()
+
+
+@pytest.mark.parametrize(("setting", "text"), [
+    ("browserml_wasm_tier = turbofan", "browserml_wasm_tier = 'turbofan': choose from auto, tier-up, liftoff"),
+    ("browserml_wasm_threads = 0", "browserml_wasm_threads = '0': expected auto or a whole number >= 1"),
+    ("browserml_wasm_threads = many", "browserml_wasm_threads = 'many': expected auto or a whole number >= 1"),
+])
+def test_a_bad_engine_setting_is_a_usage_error_naming_it(pytester, setting, text):
+    pytester.makeini(f"[pytest]\n{setting}\n")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{text}*"])
+
+
+# Records, before each test's setup, the --js-flags of the Chromium browser processes this pytest started.
+ENGINE_PROBE = """
+import json, os
+
+def _descendants(root):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    children.setdefault(int(handle.read().rpartition(")")[2].split()[1]), []).append(int(entry))
+            except OSError:
+                pass
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+def _browsers():
+    flags = []
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                args = handle.read().decode(errors="replace").replace("\\0", " ").split()  # Chromium rewrites it
+        except OSError:
+            continue
+        if args and args[0].endswith("/chromium") and not any(arg.startswith("--type=") for arg in args):
+            flags.append(sorted(arg for arg in args if arg.startswith("--js-flags")))
+    return sorted(flags)
+
+def pytest_runtest_setup(item):
+    with open("browsers.jsonl", "a") as handle:
+        handle.write(json.dumps({"test": item.name, "browsers": _browsers()}) + "\\n")
+"""
+
+
+def _browsers_seen(pytester) -> dict[str, list]:
+    lines = (pytester.path / "browsers.jsonl").read_text().splitlines()
+    return {entry["test"]: entry["browsers"] for entry in map(json.loads, lines)}
+
+
+TIMED_TEST = """
+import numpy as np
+
+def test_timed(browserml):
+    result = browserml.run({model!r}, {{"x": np.ones((2, 3), np.float32)}})
+    with open("environment.json", "w") as handle:
+        handle.write('{{"tier": "%s", "threads": %d}}' % (result.environment.wasm_tier,
+                                                          result.environment.wasm_threads))
+"""
+
+
+def test_auto_runs_onnx_folders_on_liftoff_and_timed_tests_on_tier_up_each_in_its_own_browser(pytester, models):
+    """Both kinds in one session: each result says its tier, and each browser was launched with just that."""
+    write_case(pytester.path / "cases" / "abs")
+    pytester.makeconftest(ENGINE_PROBE)
+    pytester.makepyfile(test_timed=TIMED_TEST.format(model=str(models["add"])))
+    result = pytester.runpytest_subprocess("cases", "test_timed.py", "-p", "no:randomly",
+                                           "--browserml-report", "report.json")
+    result.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "report.json").read_text())
+    tiers = {test["test"]: [run["wasm_tier"] for run in test["runs"]] for test in report["tests"]}
+    assert tiers == {"cases/abs::test_data_set_0": ["liftoff"], "test_timed.py::test_timed": ["tier-up"]}
+    assert json.loads((pytester.path / "environment.json").read_text())["tier"] == "tier-up"
+    # started before the first test (collection_finish), one browser per tier, each with only its own flag
+    assert _browsers_seen(pytester)["test_data_set_0[wasm]"] == [[], ["--js-flags=--liftoff-only"]]
+    result.stdout.fnmatch_lines(["browserml: *wasm tier auto (tier-up for browserml tests, liftoff for ONNX "
+                                 "test-data folders), * thread(s) per page*"])
+
+
+def test_liftoff_set_for_timed_tests_says_so_and_their_latency_budgets_fail_rather_than_pass_on_it(pytester, models):
+    pytester.makeconftest(ENGINE_PROBE)
+    pytester.makepyfile(test_timed=TIMED_TEST.format(model=str(models["add"])) + """
+import pytest
+
+@pytest.mark.budget(latency_p50="100 s")
+def test_budget(browserml):
+    browserml.run({model!r}, {{"x": np.ones((2, 3), np.float32)}})
+""".format(model=str(models["add"])))
+    result = pytester.runpytest_subprocess("--browserml-wasm-tier", "liftoff", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    assert json.loads((pytester.path / "environment.json").read_text())["tier"] == "liftoff"
+    assert _browsers_seen(pytester)["test_timed[wasm]"] == [["--js-flags=--liftoff-only"]]
+    result.stdout.fnmatch_lines([
+        "*latency p50 has a budget of 100 s but was measured on Liftoff-only wasm code, which users' browsers "
+        "do not run (marker on test_budget, wasm): set browserml_wasm_tier = auto*",
+    ])
+
+
+def test_threads_per_page_come_from_the_ini_and_show_in_the_result(pytester, models):
+    pytester.makeini("[pytest]\nbrowserml_wasm_threads = 2\n")
+    pytester.makepyfile(test_timed=TIMED_TEST.format(model=str(models["add"])))
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert json.loads((pytester.path / "environment.json").read_text()) == {"tier": "tier-up", "threads": 2}
+
+
+def test_under_xdist_each_worker_runs_its_share_of_the_cores_in_threads(pytester, models):
+    write_case(pytester.path / "cases" / "abs")
+    write_case(pytester.path / "cases" / "neg", "Neg", outputs=(-X,))
+    result = pytester.runpytest_subprocess("cases", "-n", "2", "--browserml-report", "report.json")
+    result.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "report.json").read_text())
+    expected = wasm_engine.auto_threads(wasm_engine.cores_available(), 2)
+    assert [run["wasm_threads"] for test in report["tests"] for run in test["runs"]] == [expected, expected]
+
+
+def test_collect_only_starts_no_browser(pytester):
+    write_case(pytester.path / "cases" / "abs")
+    pytester.makeconftest(ENGINE_PROBE + """
+def pytest_sessionfinish(session):
+    with open("browsers.jsonl", "a") as handle:
+        handle.write(json.dumps({"test": "end", "browsers": _browsers()}) + "\\n")
+""")
+    result = pytester.runpytest_subprocess("cases", "--collect-only")
+    assert result.ret == 0
+    assert _browsers_seen(pytester) == {"end": []}
