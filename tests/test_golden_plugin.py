@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +281,108 @@ def test_obtained_files_are_per_ep_and_the_report_draws_each_eps_own(project):
     project.makepyfile(test_model=TEST_FILE.replace("def test_add", "@pytest.mark.tolerance(webgpu={'atol': 1})\ndef test_add"))
     project.runpytest_subprocess(*args).assert_outcomes(passed=1, failed=1)
     assert (folder / "test_add[wasm].obtained.npz").exists() and not (folder / "test_add[webgpu].obtained.npz").exists()
+
+
+def test_parametrize_ids_map_to_distinct_goldens_and_two_tests_on_one_file_are_refused(project):
+    ids = ["a/b", "a_b", "a:b", "v", "v]", "m-n", "m--n", "wasm"]
+    project.makepyfile(test_model=TEST_FILE + f"""
+
+@pytest.mark.parametrize("scale", range(1, {len(ids) + 1}), ids={ids!r})
+def test_scaled(browserml, scale):
+    browserml.assert_golden(browserml.run("models/add.onnx", {{"x": X * scale}}, warmup=0, iterations=1))
+""")
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=len(ids) + 1)
+    assert len(list((project.path / GOLDEN.parent).glob("test_scaled*.npz"))) == len(ids)
+    project.runpytest_subprocess().assert_outcomes(passed=len(ids) + 1)
+
+    for package in ("unit", "e2e"):
+        project.mkpydir(package).joinpath("test_model.py").write_text(TEST_FILE)
+    result = project.runpytest_subprocess("--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "*two tests map to one golden file:*",
+        "*goldens/test_model/test_add.npz would be the golden of e2e/test_model.py::test_add and of "
+        "test_model.py::test_add and of unit/test_model.py::test_add*",
+    ])
+
+
+SHARED_GOLDEN_TESTS = TEST_FILE + """
+
+def test_fp32(browserml):
+    browserml.assert_golden(browserml.run("models/add.onnx", {"x": X}, warmup=0, iterations=1), name="shared")
+
+def test_copy(browserml):
+    browserml.assert_golden(browserml.run("models/add_copy.onnx", {"x": X}, warmup=0, iterations=1), name="shared")
+"""
+
+
+def test_a_golden_records_its_model_and_another_model_may_not_overwrite_it(project):
+    modelzoo.add(project.path / "models" / "add_copy.onnx")
+    project.makepyfile(test_model=SHARED_GOLDEN_TESTS)
+    result = project.runpytest_subprocess("--update-goldens")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*goldens/test_model/shared.npz is the golden of models/add.onnx, not of "
+                                 "models/add_copy.onnx: a different model may not overwrite it*"])
+    assert goldens.read_sidecar(project.path / "goldens/test_model/shared.json")["model"] == "models/add.onnx"
+
+
+def test_update_always_rewrites_the_sidecar(project):
+    project.makepyfile(test_model=TEST_FILE.replace("def test_add(browserml)", "@pytest.mark.parametrize('case', "
+                                                    "['stale', 'list', 'invalid', 'deleted'])\ndef test_add(browserml, case)"))
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=4)
+    folder = project.path / GOLDEN.parent
+    made = goldens.read_sidecar(folder / "test_add[stale].json")
+    (folder / "test_add[stale].json").write_text(json.dumps({**made, "model": "models/old.onnx", "model_sha256": "0" * 64}))
+    (folder / "test_add[list].json").write_text("[]")
+    (folder / "test_add[invalid].json").write_text("{not json")
+    (folder / "test_add[deleted].json").unlink()
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=4)
+    for case in ("stale", "list", "invalid", "deleted"):
+        sidecar = goldens.read_sidecar(folder / f"test_add[{case}].json")
+        assert sidecar["model"] == "models/add.onnx" and sidecar["model_sha256"] == made["model_sha256"], case
+
+
+def test_a_zip_bomb_golden_is_refused_before_it_is_inflated(project):
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=1)
+    bomb = project.path / GOLDEN
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("y.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (1 << 28,)})
+            for _ in range(1024):
+                member.write(bytes(1 << 20))  # 1 GiB of zeros, about 1 MB deflated
+    assert bomb.stat().st_size < 2 << 20
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*goldens/test_model/test_add.npz: output 'y' declares 1073741952 bytes uncompressed, "
+                                 "more than the run's outputs can need (48 bytes of data); refused before inflating*"])
+
+
+def test_the_printed_hints_work_when_pasted(project):
+    project.makepyfile(test_model=TEST_FILE.replace("def test_add(browserml)", "@pytest.mark.parametrize('s', [1], "
+                                                    "ids=['big scale'])\ndef test_add(browserml, s)"))
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    (command,) = re.findall(r"Create it with: (.*)  \(then review", result.stdout.str())
+    assert command.startswith("pytest ")
+    project.runpytest_subprocess(*shlex.split(command)[1:]).assert_outcomes(passed=1)  # as a shell would split it
+    project.runpytest_subprocess().assert_outcomes(passed=1)
+
+    # the golden is the reference's output of this model and input: updating cannot help, a tolerance can
+    files = goldens.GoldenFiles(project.path / "goldens/test_model/test_add[big scale].npz")
+    y = goldens.read_golden(files.npz)["y"].copy()
+    y[1, 2] += 0.5
+    goldens.write_golden(files, {"y": y}, goldens.read_sidecar(files.sidecar))
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    assert "if this change is intended" not in result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*the golden is native onnxruntime's output for this model and these inputs: --update-goldens would write "
+        "it again and wasm would fail again. What helps:*",
+        "*- a tolerance, the smallest atol that passes: @pytest.mark.tolerance(*",
+        "*- its own golden: assert_golden(result, per_ep=True)*",
+        "*- for a known defect of wasm: @pytest.mark.xfail(reason=...) on this test*",
+    ])
+    (marker,) = re.findall(r"the smallest atol that passes: (@pytest\.mark\.tolerance\(.*\))", result.stdout.str())
+    project.makepyfile(test_model=TEST_FILE.replace("def test_add(browserml)", f"{marker}\n@pytest.mark.parametrize("
+                                                    "'s', [1], ids=['big scale'])\ndef test_add(browserml, s)"))
+    project.runpytest_subprocess().assert_outcomes(passed=1)
