@@ -1,11 +1,13 @@
-"""The `browserml` console command: what is not a test (install, doctor)."""
+"""The `browserml` console command: what is not a test (install, doctor, serve, goldens approve)."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from pathlib import Path
 
-from . import provision
+from . import golden_approve, provision
 from .browser import BrowserSetupError, ExecutionProvider
 from .doctor import diagnose
 from .runner import Settings
@@ -35,7 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--browser-executable")
     serve.add_argument("--browser-channel")
 
+    golden_commands = commands.add_parser("goldens", help="work with the golden folder").add_subparsers(
+        dest="goldens_command", required=True)
+    approve = golden_commands.add_parser("approve", help="list obtained files (e.g. a CI job's artifact) against "
+                                         "their goldens; with --yes move them into place")
+    approve.add_argument("dir", type=Path, help="folder holding <module>/<test>[<ep>].obtained.npz files")
+    approve.add_argument("--golden-dir", type=Path, default=Path("goldens"), help="the golden folder (default: goldens)")
+    approve.add_argument("--yes", action="store_true", help="write the approvable ones as goldens")
+
     args = parser.parse_args(argv)
+    if args.command == "goldens":
+        return _approve(args)
     try:
         if args.command == "install":
             return _install(args)
@@ -70,6 +82,27 @@ def _serve(args) -> int:
     except KeyboardInterrupt:
         process.terminate()
         return process.wait()
+
+
+def _approve(args) -> int:
+    """Exit 1 when a file was refused (or there was nothing to approve), else 0."""
+    approvals = golden_approve.plan(args.dir, args.golden_dir)
+    if not approvals:
+        print(f"browserml goldens approve: no .obtained.npz files under {args.dir}", file=sys.stderr)
+        return 1
+    for approval in approvals:
+        if approval.refusal:
+            print(f"refused {approval.obtained.npz}: {approval.refusal}")
+            continue
+        print(f"{approval.golden.npz} <- {approval.obtained.npz}")
+        for change in approval.changes:
+            print(f"  {change}")
+        if args.yes:
+            golden_approve.apply(approval)
+            print(f"  approved: {approval.golden.npz} and {approval.golden.sidecar.name} written")
+    if not args.yes and any(approval.refusal is None for approval in approvals):
+        print(f"approve them with: {shlex.join(['browserml', 'goldens', 'approve', str(args.dir), '--golden-dir', str(args.golden_dir), '--yes'])}")
+    return 1 if any(approval.refusal for approval in approvals) else 0
 
 
 def _doctor(args) -> int:

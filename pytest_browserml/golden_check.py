@@ -109,7 +109,7 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     exists = files.npz.exists()
     sidecar = _sidecar_or_none(files.sidecar)
     if policy.update == "all" or (policy.update == "missing" and not exists):
-        if name is not None and _other_model(sidecar, result, target):
+        if name is not None and sidecar and not goldens.same_model(sidecar.get("model"), target.show(result.model)):
             policy.record(record)
             raise GoldenMismatch(
                 f"{target.show(files.npz)} is the golden of {sidecar['model']}, not of {target.show(result.model)}: "
@@ -144,7 +144,8 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
         return
     text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep)
     try:
-        goldens.write_golden(obtained, result.outputs, _metadata(result, target, result.outputs, per_ep, layers, []))
+        goldens.write_golden(obtained, result.outputs,
+                             _metadata(result, target, result.outputs, per_ep, layers, [target.nodeid_without_ep]))
     except (OSError, goldens.GoldenError) as error:  # a full disk must not hide what differed
         policy.record(record)
         raise GoldenMismatch(f"{text}\nthe obtained outputs could not be written to {target.show(obtained.npz)}: "
@@ -157,26 +158,9 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
 _WIDEST_ITEM = 8
 
 
-def _other_model(sidecar: dict | None, result: RunResult, target: GoldenTarget) -> bool:
-    """Whether the golden was made from another model file than this run's.
-
-    Models are told apart by their path under the rootdir (so an updated model
-    file may rewrite its golden) and, outside it (temporary folders), by file name.
-    """
-    made_from = sidecar.get("model") if sidecar else None
-    if not isinstance(made_from, str):
-        return False
-    this = target.show(result.model)
-    if Path(made_from).is_absolute() or Path(this).is_absolute():
-        return Path(made_from).name != Path(this).name
-    return made_from != this
-
-
 def _used_by(sidecar: dict | None, target: GoldenTarget) -> list[str]:
     """The tests that wrote this golden: how the session's account knows a name= golden's tests."""
-    earlier = sidecar.get("used_by") if sidecar else None
-    kept = [test for test in earlier if isinstance(test, str)] if isinstance(earlier, list) else []
-    return sorted({*kept, target.nodeid_without_ep})
+    return sorted(goldens.used_by(sidecar) | {target.nodeid_without_ep})
 
 
 def _legacy_note(key: GoldenKey, target: GoldenTarget, files: goldens.GoldenFiles, ep: str | None) -> str:

@@ -139,7 +139,7 @@ class GoldenLedger:
 
     def _claimed(self, sidecar: dict) -> bool:
         """Whether a collected test wrote this golden (the only record of a name= golden's tests)."""
-        writers = {test for test in sidecar.get("used_by", ()) if isinstance(test, str)}
+        writers = goldens.used_by(sidecar)
         writers.add(GoldenKey.of_node(sidecar["test"])[1])  # sidecars before used_by name only their writer
         return bool(writers & self.index.test_ids)
 

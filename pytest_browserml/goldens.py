@@ -44,6 +44,8 @@ __all__ = [
     "read_golden",
     "read_sidecar",
     "remove",
+    "same_model",
+    "used_by",
     "write_golden",
     "write_sidecar",
 ]
@@ -96,10 +98,6 @@ class GoldenFiles:
     @property
     def sidecar(self) -> Path:
         return self.npz.with_name(self.npz.name[: -len(_NPZ)] + ".json")
-
-    @property
-    def is_obtained(self) -> bool:
-        return self.npz.name.endswith(_OBTAINED + _NPZ)
 
 
 def read_golden(path: Path, limits: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
@@ -208,6 +206,22 @@ def is_store_sidecar(data: object) -> bool:
     """Whether a sidecar is one this store wrote: only such goldens may ever be deleted."""
     return (isinstance(data, dict) and data.get("format") == 1 and data.get("kind") in _SIDECAR_KINDS
             and isinstance(data.get("outputs"), dict) and isinstance(data.get("test"), str))
+
+
+def used_by(sidecar: dict | None) -> set[str]:
+    """The ids of the tests that wrote a golden, as its sidecar lists them (none when it lists none)."""
+    tests = sidecar.get("used_by") if isinstance(sidecar, dict) else None
+    return {test for test in tests if isinstance(test, str)} if isinstance(tests, list) else set()
+
+
+def same_model(recorded: object, model: str) -> bool:
+    """Whether a sidecar's model is this one: its path under the rootdir, or for a model outside it
+    (a temporary folder) its file name. An updated model file at the same path is the same model."""
+    if not isinstance(recorded, str):
+        return True  # nothing recorded: nothing to contradict
+    if Path(recorded).is_absolute() or Path(model).is_absolute():
+        return Path(recorded).name == Path(model).name
+    return recorded == model
 
 
 def write_golden(files: GoldenFiles, arrays: Mapping[str, np.ndarray], metadata: Mapping) -> None:

@@ -6,6 +6,7 @@ import json
 import re
 import shlex
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -386,3 +387,55 @@ def test_the_printed_hints_work_when_pasted(project):
     project.makepyfile(test_model=TEST_FILE.replace("def test_add(browserml)", f"{marker}\n@pytest.mark.parametrize("
                                                     "'s', [1], ids=['big scale'])\ndef test_add(browserml, s)"))
     project.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def approve(project, *args: str):
+    return project.run(sys.executable, "-m", "pytest_browserml.cli", "goldens", "approve", *args)
+
+
+def test_approve_lists_obtained_files_against_their_goldens_and_moves_them_into_place(project):
+    project.makepyfile(test_model=TEST_FILE.replace("iterations=1))", "iterations=1), per_ep=True)"))
+    project.runpytest_subprocess("--update-goldens").assert_outcomes(passed=1)
+    golden = goldens.GoldenFiles(project.path / "goldens/test_model/test_add[wasm].npz")
+    y = goldens.read_golden(golden.npz)["y"].copy()
+    y[1, 2] += 0.5
+    made = goldens.read_sidecar(golden.sidecar)
+    goldens.write_golden(golden, {"y": y}, {**made, "made_by": {**made["made_by"], "browser": "152.0"}})
+    project.runpytest_subprocess().assert_outcomes(failed=1)
+    artifact = project.path / "artifact" / "goldens"  # as a CI job uploads it
+    shutil.copytree(project.path / "goldens", artifact)
+    for leftover in (project.path / "goldens/test_model").glob("*.obtained.*"):
+        leftover.unlink()
+
+    result = approve(project, "artifact")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "goldens/test_model/test_add?wasm?.npz <- artifact/goldens/test_model/test_add?wasm?.obtained.npz",
+        "  y: max abs change 0.5",
+        "  made_by.browser: 152.0 -> *",
+        "approve them with: browserml goldens approve artifact --golden-dir goldens --yes",
+    ])
+    assert goldens.read_golden(golden.npz)["y"][1, 2] == y[1, 2]  # listed, not moved
+
+    obtained_sidecar = artifact / "test_model/test_add[wasm].obtained.json"
+    good = obtained_sidecar.read_text()
+    obtained_sidecar.write_text(json.dumps({**json.loads(good), "model": "models/add_fp16.onnx"}))
+    result = approve(project, "artifact", "--yes")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["refused artifact/goldens/test_model/test_add?wasm?.obtained.npz: its sidecar names "
+                                 "the model models/add_fp16.onnx, the golden's is models/add.onnx"])
+    assert goldens.read_golden(golden.npz)["y"][1, 2] == y[1, 2]
+
+    obtained_sidecar.write_text(good)
+    outside = project.path / "outside"
+    outside.mkdir()
+    (project.path / "goldens/evil").symlink_to(outside)
+    shutil.copytree(artifact / "test_model", artifact / "evil")
+    result = approve(project, "artifact", "--yes")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["refused artifact/goldens/evil/test_add?wasm?.obtained.npz: goldens/evil leads "
+                                 "outside the golden folder goldens",
+                                 "  approved: goldens/test_model/test_add?wasm?.npz and test_add?wasm?.json written"])
+    assert not any(outside.iterdir())
+    project.runpytest_subprocess().assert_outcomes(passed=1)
+    assert goldens.read_sidecar(golden.sidecar)["made_by"]["browser"] != "152.0"
