@@ -23,7 +23,7 @@ from . import model as model_facts
 from .compare import OutputComparison, compare_outputs
 from .golden_names import GoldenKey
 from .results import RunResult
-from .tolerances import BUILTIN, ToleranceLayer, resolve
+from .tolerances import BUILTIN, ToleranceLayer, resolve, tolerance_for_value
 
 # A per-EP golden is this device's own earlier output: allow rounding-sized drift only.
 SAME_DEVICE = ToleranceLayer("built-in default for per-EP goldens", {"atol": 0.0, "rtol": 0.0, "ulp": 2})
@@ -74,6 +74,8 @@ class GoldenPolicy:
     update: str | None  # None, "all" or "missing"
     layers: tuple[ToleranceLayer, ...]  # project settings, then the test's marker
     record: Callable[["GoldenRecord"], None]
+    # says where a mismatch was born (localise.Localiser): (result, tolerance_for, passed=, per_ep=) -> Localisation
+    localise: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,12 @@ class GoldenRecord:
     changes: tuple[str, ...] = ()
     comparisons: tuple[OutputComparison, ...] = ()
     obtained: str | None = None  # the obtained file, written on a mismatch
+    localisation: dict | None = None  # per-node figures and first divergences (localise.py)
 
     def to_json(self) -> dict:
         return {
             "path": self.path, "ep": self.ep, "written": self.written, "changes": list(self.changes),
-            "obtained": self.obtained,
+            "obtained": self.obtained, "localisation": self.localisation,
             "outputs": [{"name": c.name, "passed": c.passed, "shape": list(c.shape), "dtype": c.dtype,
                          "max_abs_error": c.max_abs_error, "max_ulp": c.max_ulp,
                          "mismatched_percent": c.mismatched_percent, "diagnosis": c.diagnosis,
@@ -137,12 +140,16 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
         result.outputs, expected,
         lambda name, dtype: resolve(layers, ep=result.ep, dtype=dtype, output=name, precision=precision),
     )
-    record = replace(record, comparisons=tuple(comparisons))
-    if all(comparison.passed for comparison in comparisons):
+    passed = all(comparison.passed for comparison in comparisons)
+    localisation = policy.localise and policy.localise(
+        result, lambda name, dtype: tolerance_for_value(result.ep, dtype, precision, policy.layers, name),
+        passed=passed, per_ep=per_ep)
+    record = replace(record, comparisons=tuple(comparisons), localisation=localisation and localisation.to_json())
+    if passed:
         goldens.remove(obtained)  # this EP's only: another EP's failure stays for review
         policy.record(record)
         return
-    text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep)
+    text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep, localisation)
     try:
         goldens.write_golden(obtained, result.outputs,
                              _metadata(result, target, result.outputs, per_ep, layers, [target.nodeid_without_ep]))
@@ -182,7 +189,7 @@ def _readable_or_none(path: Path) -> dict | None:
 
 def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.GoldenFiles,
                    comparisons: Sequence[OutputComparison], layers: Sequence[ToleranceLayer], precision,
-                   expected: dict, per_ep: bool) -> str:
+                   expected: dict, per_ep: bool, localisation) -> str:
     failed = [c for c in comparisons if not c.passed]
     lines = [f"{len(failed)} of {len(comparisons)} outputs differ from the golden {target.show(files.npz)} "
              f"on {result.ep}"]
@@ -196,6 +203,8 @@ def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.Golde
             lines.append("note: the golden was made from different inputs (their digests differ)")
     lines += [c.format() for c in failed]
     lines += [f"output {c.name!r}: within tolerance ({c.tolerance.describe()})" for c in comparisons if c.passed]
+    if localisation:
+        lines.append(localisation.format())
     if per_ep or stale:
         lines.append(f"if this change is intended, run: {target.update_command(result.ep)}")
     else:

@@ -12,6 +12,7 @@ from .baselines import BaselineError, CompareRule
 from .browser import BrowserSetupError, ExecutionProvider
 from .budgets import BudgetError, BudgetLayer
 from .golden_check import UPDATE_MODES
+from .localise import MODES as LOCALISE_MODES
 from .runner import Settings
 from .tolerances import ToleranceError, ToleranceLayer
 from .wasm_engine import EngineSettingError
@@ -69,6 +70,10 @@ def add_options(parser: pytest.Parser) -> None:
            "(schema: pytest_browserml/report.schema.json)")
     option("--browserml-html", "browserml_html", "write a self-contained HTML report: the test x EP matrix, "
            "failures with error statistics and pictures, latency per EP")
+    option("--browserml-localise", "browserml_localise", "when to say where outputs diverge (the first node "
+           "whose value leaves native onnxruntime's): failures (of reference goldens; default), always (every "
+           "assert_golden, figures in the reports) or off", nargs="?", const="always", choices=LOCALISE_MODES,
+           default="failures")
     parser.addini("browserml_timeout", "seconds one model run may take before the page is replaced", default="300")
     parser.addini("browserml_auto_install", "fetch onnxruntime-web and the pinned Chromium when missing",
                   type="bool", default=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from . import baselines, onnx_suite, options, provision, wasm_engine
+from . import baselines, localise, onnx_suite, options, provision, wasm_engine
 from .baselines import BaselineError
 from .browser import ExecutionProvider
 from .budgets import BudgetError, BudgetExceeded, BudgetLayer
@@ -33,6 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "budget(**limits): latency, memory and placement limits of each browserml.run, e.g. "
                    "latency_p95='40 ms', wasm_memory='256 MB', max_fallback_nodes=0, and EP sections webgpu={...}"
+    )
+    config.addinivalue_line(
+        "markers", "localise: say where this test's outputs diverge from native onnxruntime (the first node) on "
+                   "every assert_golden, passed or not, as --browserml-localise does for all tests"
     )
     config.addinivalue_line(
         "markers", "timed_runs(warmup=N, iterations=M): how often browserml.run runs the model by default in this test"
@@ -115,7 +119,7 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     ep_browser = usable_ep_browser(request.config, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
     return BrowserML(ep_browser, _run_settings(request, runtime.settings), roots, target,
-                     _golden_policy(request), _budgets(request, ep), _on_result(request, target.nodeid_without_ep))
+                     _golden_policy(request, ep_browser), _budgets(request, ep), _on_result(request, target.nodeid_without_ep))
 
 
 def _run_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
@@ -177,7 +181,7 @@ def _golden_target(request: pytest.FixtureRequest) -> GoldenTarget:
                                 config.invocation_params.dir)
 
 
-def _golden_policy(request: pytest.FixtureRequest) -> GoldenPolicy:
+def _golden_policy(request: pytest.FixtureRequest, ep_browser) -> GoldenPolicy:
     layers = request.config.stash[PROJECT_TOLERANCE_KEY]
     if marker := request.node.get_closest_marker("tolerance"):
         if marker.args:
@@ -191,5 +195,9 @@ def _golden_policy(request: pytest.FixtureRequest) -> GoldenPolicy:
     def record(entry: GoldenRecord) -> None:
         node.user_properties.append((GOLDEN_PROPERTY, entry.to_json()))
 
-    return GoldenPolicy(update=request.config.getoption("update_goldens"), layers=layers, record=record)
+    mode = "always" if node.get_closest_marker("localise") else options.setting(request.config, "browserml_localise")
+    if mode not in localise.MODES:
+        pytest.fail(f"browserml_localise = {mode!r}: choose from {', '.join(localise.MODES)}", pytrace=False)
+    return GoldenPolicy(update=request.config.getoption("update_goldens"), layers=layers, record=record,
+                        localise=localise.Localiser(mode, ep_browser.run_once))
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 
-def outputs(model: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def outputs(model: Path, inputs: Mapping[str, np.ndarray], *, cache: bool = True) -> dict[str, np.ndarray]:
+    """The model's outputs; cache=False for a model run once (its session is not kept)."""
     stat = model.stat()
-    session = _session(model, stat.st_mtime_ns, stat.st_size)
+    session = (_session if cache else _session.__wrapped__)(model, stat.st_mtime_ns, stat.st_size)
     names = [output.name for output in session.get_outputs()]
     return dict(zip(names, session.run(names, dict(inputs))))
 

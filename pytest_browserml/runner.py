@@ -249,7 +249,8 @@ class EpBrowser:
         return self._environment
 
     def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int,
-            profile: bool = False) -> RunResult:
+            profile: bool = False, keep_session: bool = True) -> RunResult:
+        """One session's runs; keep_session=False releases the session after them (a model run only once)."""
         __tracebackhide__ = True
         server = self.runtime.server
         specs, parts = transport.encode(feeds)
@@ -275,6 +276,7 @@ class EpBrowser:
             "inlineLimit": INLINE_LIMIT,
             "profile": profile,
             "verboseLog": placement_from_log,
+            "releaseSession": not keep_session,
             "outputUrl": server.mailbox(),
         }
         if input_bytes <= INLINE_LIMIT:
@@ -310,7 +312,7 @@ class EpBrowser:
                 placement_log.parse(answer["log"], self.ep.provider_names()) if placement_from_log
                 else placement_log.all_on(self.ep.provider_names(), model.facts.node_count),
             )
-        log, placement = self._sessions[session_key]
+        log, placement = self._sessions[session_key] if keep_session else self._sessions.pop(session_key)
         if not placement.requested_took_graph:
             raise ModelRunError(
                 f"{self._where(model)}: {self.ep.id} did not take the graph; ORT placed "
@@ -340,6 +342,10 @@ class EpBrowser:
             log=log,
             profile=profiles.parse(answer["profile"]["events"], answer["profile"]["gpuKernels"]) if profile else None,
         )
+
+    def run_once(self, path: Path, feeds: Mapping[str, Any]) -> RunResult:
+        """One run of a model file that will not run again (a copy made to localise a divergence)."""
+        return self.run(self.runtime.model_files(path), feeds, warmup=0, iterations=0, keep_session=False)
 
     def _where(self, model: ModelFiles) -> str:
         return f"{model.path} on {self.ep.id}"

@@ -293,6 +293,7 @@ export async function run(request) {
     const sent = await sendOutputs(request, outputs);
     const outputMs = performance.now() - started;
     const profile = request.profile ? await endProfiling(request, entry) : null;
+    if (request.releaseSession && sessions.delete(request.sessionKey)) await entry.session.release(); // a one-off copy
     return {
       ok: true, cached, outputs: sent.specs, outputBase64: sent.base64, timesMs,
       createMs: entry.createMs, firstRunMs: entry.firstRunMs,
