@@ -23,10 +23,13 @@ from .compare import OutputComparison, Tolerance, compare
 __all__ = ["GraphNode", "NodeFigures", "Divergence", "Localisation", "find_divergences", "classify"]
 
 WITHIN, OUT, NOT_COMPARED = "within", "out", "not compared"
-OVERFLOW, NAN_INF, ZEROS, DRIFT, WRONG = "overflow", "NaN/Inf born here", "zeros", "drift", "wrong values"
+OVERFLOW, NAN_INF, ZEROS, DRIFT, WRONG = "overflow", "NaN/Inf", "zeros", "drift", "wrong values"
 # A value out of tolerance by at most this many ULPs of its own dtype is rounding (that accumulated along
 # a chain, or that one op's tolerance is too tight for), not a kernel computing something else.
 DRIFT_ULP = {"float16": 16, "float32": 2048, "float64": 1 << 20}
+# An error at most this many times its inputs' (absolute or relative) is theirs carried on, e.g. a subtraction
+# that cancels what the operands agree on: rounding that grew, not a kernel computing something else.
+_CARRIED = 16
 # An Inf facing a finite value at least this share of the dtype's largest is an overflow, not a division by zero.
 _OVERFLOW_SHARE = 1 / 64
 _SHOWN = 3  # divergences named in the failure text
@@ -157,18 +160,20 @@ def find_divergences(nodes: Sequence[GraphNode], obtained: Mapping[str, np.ndarr
         for value, comparison in results.items():
             if not comparison.passed:
                 kind, detail = classify(comparison, obtained[value], expected[value],
-                                        _drift_chain(node, carries_error, producer))
+                                        _drift_chain(node, carries_error, producer),
+                                        [comparisons[value] for value in feeding if value in comparisons])
                 divergences.append(Divergence(node, value, kind, detail, comparison))
                 break
     return Localisation(method, tuple(figures), tuple(divergences), len(comparisons), tuple(notes))
 
 
 def classify(comparison: OutputComparison, obtained: np.ndarray, expected: np.ndarray,
-             chain: Sequence[GraphNode] = ()) -> tuple[str, str]:
+             chain: Sequence[GraphNode] = (), inputs: Sequence[OutputComparison] = ()) -> tuple[str, str]:
     """What kind of break one out-of-tolerance value is, and the figures that say so.
 
     `chain` is the path of nodes, oldest first, along which the value's inputs already
-    carried (in-tolerance) error; empty when they were identical to the reference.
+    carried (in-tolerance) error, empty when they were identical to the reference;
+    `inputs` are the comparisons of the node's inputs (those that were compared).
     """
     if comparison.problems:
         return WRONG, "; ".join(comparison.problems)
@@ -183,13 +188,27 @@ def classify(comparison: OutputComparison, obtained: np.ndarray, expected: np.nd
     error = f"max abs error {comparison.max_abs_error:.3g}" + (
         f", max rel error {comparison.max_rel_error:.3g}" if comparison.max_rel_error is not None else "")
     share = f"{comparison.mismatched} of {comparison.size} elements out of tolerance"
-    if comparison.max_ulp is not None and comparison.max_ulp <= DRIFT_ULP.get(e.dtype.name, 0):
+    if _rounding_sized(comparison, e.dtype) or (chain and _carried(comparison, inputs)):
         if not chain:
             return DRIFT, (f"precision-sized error ({comparison.max_ulp} ULP of {e.dtype.name}, {error}) born here from "
                            f"identical inputs: rounding this op's tolerance is too tight for; {share}")
-        return DRIFT, (f"precision-sized drift ({comparison.max_ulp} ULP of {e.dtype.name}, {error}) that grew along "
+        return DRIFT, (f"precision-sized drift ({error}, from inputs within tolerance but not identical) that grew along "
                        f"{len(chain)} node{'s' if len(chain) != 1 else ''} from {chain[0].describe()}; {share}")
-    return WRONG, f"{error}; {share}, while every input is within tolerance: this kernel computes something else"
+    return WRONG, f"{error}; {share}, from inputs within tolerance: it computes something else than onnxruntime"
+
+
+def _rounding_sized(comparison: OutputComparison, dtype: np.dtype) -> bool:
+    return comparison.max_ulp is not None and comparison.max_ulp <= DRIFT_ULP.get(dtype.name, 0)
+
+
+def _carried(comparison: OutputComparison, inputs: Sequence[OutputComparison]) -> bool:
+    """Whether the value's error is no more than its inputs' error carried on (absolute or relative)."""
+    def worst(field: str) -> float:
+        return max((getattr(c, field) or 0.0 for c in inputs), default=0.0)
+
+    return any(getattr(comparison, field) is not None and worst(field) > 0
+               and getattr(comparison, field) <= _CARRIED * worst(field)
+               for field in ("max_abs_error", "max_rel_error"))
 
 
 def _non_finite_born(o: np.ndarray, e: np.ndarray) -> tuple[str, str] | None:

@@ -1,7 +1,8 @@
 """`--browserml-html`: one self-contained HTML page (pictures inlined as data URIs).
 
 The test x EP matrix; for each failure its message, the error statistics per
-output, a histogram of the errors and, for image-shaped outputs (2-D, or 4-D
+output, the error of each node along the graph when the failure was localised,
+a histogram of the errors and, for image-shaped outputs (2-D, or 4-D
 NCHW/NHWC), expected, obtained and a heatmap of the difference side by side;
 and the p50 latency of every test on every EP as a small chart.
 """
@@ -115,9 +116,47 @@ def _failure(row: TestRow, rootdir: Path) -> str:
                 f"<td>{_number(output['max_ulp'])}</td><td>{_e(output['tolerance'])}</td>"
                 f"<td>{_e(output['diagnosis'])}</td></tr>")
         parts.append("</table>")
+        if golden.get("localisation"):
+            parts.append(_divergence_plot(golden["localisation"]))
         parts += _pictures(golden)
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _divergence_plot(localisation: dict) -> str:
+    """Max abs error of each node's outputs against its position in the graph (log scale), the first
+    divergences marked: where the error is born and how it grows."""
+    nodes = localisation["nodes"]
+    first = {divergence["index"] for divergence in localisation["divergences"]}
+    errors = [node["max_abs_error"] for node in nodes if node["max_abs_error"] and math.isfinite(node["max_abs_error"])]
+    low = math.log10(min(errors)) - 0.5 if errors else -8.0
+    high = math.log10(max(errors)) + 0.5 if errors else 0.0
+    width, height, left = max(240, 8 * len(nodes)), 140, 48
+    step = (width - 12) / max(1, len(nodes) - 1)
+
+    def y(error) -> float:
+        level = low if not error else high if not math.isfinite(error) else math.log10(error)
+        return 10 + (height - 20) * (high - level) / (high - low)
+
+    shapes = [f"<text x='0' y='14' font-size='11'>{10 ** high:.2g}</text>",
+              f"<text x='0' y='{height - 6}' font-size='11'>{10 ** low:.2g}</text>"]
+    for position, node in enumerate(nodes):
+        x = left + 6 + step * position
+        if node["index"] in first:
+            shapes.append(f"<line class='first-divergence' x1='{x:.1f}' x2='{x:.1f}' y1='0' y2='{height}' "
+                          f"stroke='#d33' stroke-dasharray='3 2'/><text x='{x + 3:.1f}' y='{height + 12}' "
+                          f"font-size='11' fill='#d33'>{_e(node['op_type'])} {_e(node['name'])}</text>")
+        if node["status"] == "not compared" or node["max_abs_error"] is None:
+            continue
+        colour = "#c14a4a" if node["status"] == "out" else "#4a7fc1"
+        shapes.append(f"<circle cx='{x:.1f}' cy='{y(node['max_abs_error']):.1f}' r='3' fill='{colour}'>"
+                      f"<title>node {node['index'] + 1} {_e(node['op_type'])} {_e(node['name'])}: max abs error "
+                      f"{node['max_abs_error']:.3g} ({node['status']})</title></circle>")
+    divergences = "; ".join(f"{d['op_type']} {d['name']!r}: {d['kind']}" for d in localisation["divergences"])
+    return (f"<h5>error along the graph (max abs error per node, log scale; {_e(localisation['method'])})"
+            f"{': first divergence ' + _e(divergences) if divergences else ''}</h5>"
+            f"<svg class='divergence-plot' xmlns='http://www.w3.org/2000/svg' width='{left + width + 160}' "
+            f"height='{height + 16}'>{''.join(shapes)}</svg>")
 
 
 def _pictures(golden: dict) -> list[str]:

@@ -67,9 +67,12 @@ def localise(result: RunResult, run_copy: RunCopy, tolerance_for: ToleranceFor) 
                                     f"{result.ep} and in native onnxruntime",
                              notes=(*graph.notes(), *_placement_notes(result.placement, exposed.placement)))
     if not found.divergences and _diverges(result.outputs, native, graph.outputs, tolerance_for):
+        ran = sum(result.placement.nodes_per_provider.values())
+        fused = f"ORT ran the test's model as {ran} nodes for the graph's {len(graph.nodes)}, " \
+            if 0 < ran < len(graph.nodes) else ""
         return bisect(result, graph, run_copy, tolerance_for,
-                      "with its values exposed the copy does not diverge: ORT fused or placed nodes differently "
-                      "in the test's run")
+                      f"with its values exposed the copy does not diverge: {fused}so a fused kernel (or a placement) "
+                      "of the test's run diverges; the first node named is where the diverging prefix ends")
     return found
 
 
