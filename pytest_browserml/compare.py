@@ -586,11 +586,17 @@ def _cosine(pairs: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]) -> flo
     for x, y in pairs():
         x = x / x_scale
         y = y / y_scale
-        dot += np.dot(x, y)
-        x_squares += np.dot(x, x)
-        y_squares += np.dot(y, y)
+        dot += _dot(x, y)
+        x_squares += _dot(x, x)
+        y_squares += _dot(y, y)
     value = dot / (np.sqrt(x_squares) * np.sqrt(y_squares))
     return min(max(float(value), -1.0), 1.0) if np.isfinite(value) else float("nan")  # np.clip is slow
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> np.float64:
+    """Sum of products of two 1-D blocks without BLAS: OpenBLAS's threads make np.dot of a 64K block take
+    3 ms instead of 12 us when the cores are busy (a browser beside the tests), einsum takes 20 us."""
+    return np.einsum("i,i->", x, y)
 
 
 def topk_agreement(obtained, expected, k, axis=-1) -> float:
@@ -899,8 +905,8 @@ def _offset_or_scale(blocks: _Blocks, eps: float) -> str | None:
         count += ov.size
         difference_sum += (ov - ev).sum()
         square_sum += (ev * ev).sum()
-        energy += ev @ ev
-        product += ov @ ev
+        energy += _dot(ev, ev)
+        product += _dot(ov, ev)
     if count < 2:
         return None
     rms_expected = float(np.sqrt(square_sum / count))
