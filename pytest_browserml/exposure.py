@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import model as model_facts
 from .divergence import GraphNode
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def read(path: Path) -> GraphValues:
             for subgraph in (*([attribute.g] if attribute.HasField("g") else ()), *attribute.graphs):
                 skipped += [(value, f"inside the subgraph of {node.op_type} {node.name!r}")
                             for inner in subgraph.node for value in inner.output if value]
-    return GraphValues(nodes, tuple(exposable), outputs, tuple(skipped), _uses_external_data(model))
+    return GraphValues(nodes, tuple(exposable), outputs, tuple(skipped), bool(model_facts.read(path).external_data))
 
 
 @contextmanager
@@ -146,19 +147,13 @@ def _not_exposable(info) -> str | None:
     return None
 
 
-def _uses_external_data(model) -> bool:
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
-
-    return any(uses_external_data(tensor) for tensor in _get_all_tensors(model))
-
-
 @contextmanager
 def _written(model, original: Path, label: str) -> Iterator[Path]:
     """Write `model` as a hidden file: beside the original when it reads external data (same locations), else in a
     temporary folder. Weights stored inside the model stay inside; removed when done."""
     import onnx
 
-    folder = original.parent if _uses_external_data(model) else Path(tempfile.gettempdir())
+    folder = original.parent if model_facts.read(original).external_data else Path(tempfile.gettempdir())
     handle, name = tempfile.mkstemp(prefix=f".{original.stem}.browserml-{label}-", suffix=".onnx", dir=folder)
     os.close(handle)
     copy = Path(name)
