@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.test_remote import browser_server  # noqa: F401 (a fixture: a browser server on loopback)
+
 OFFSET = 512.0
 
 
@@ -178,3 +180,13 @@ def test_webnn_overflowing_exp_and_finite_log_of_inf_are_named_and_the_marker_lo
     quiet = pytester.runpytest_subprocess("-k", "exp_log", "--browser-ep", "webnn", "--browserml-localise=off")
     quiet.assert_outcomes(failed=1)
     assert "first divergence" not in quiet.stdout.str()
+
+
+def test_a_remote_browser_localises_like_a_local_one(pytester, browser_server):
+    _, endpoint = browser_server
+    project(pytester)
+    result = pytester.runpytest_subprocess("-k", "layernorm", "--browser-ep", "webnn",
+                                           "--browser-ws-endpoint", endpoint, "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    assert "node 2 of 3, LayerNormalization 'layernorm', output 'n': wrong values" in failure(
+        result, "test_layernorm", "webnn")
