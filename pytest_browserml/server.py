@@ -58,7 +58,9 @@ class HarnessServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((HOST, 0), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="browserml-server", daemon=True)
+        # shutdown() waits for the loop's next poll: at the default 0.5 s that was most of a worker's exit
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="browserml-server", daemon=True)
         self._thread.start()
 
     @property
