@@ -72,6 +72,7 @@ class ModelFiles:
     url: str
     external_data: tuple[dict, ...]  # [{"path": location, "data": url}] for ORT's externalData option
     facts: ModelFacts
+    served: Path  # the file behind `url`: `path`, or a copy of it with named free dims
 
 
 class Runtime:
@@ -160,7 +161,7 @@ class Runtime:
             if facts.has_unnamed_free_dims:  # WebNN fixes free dims by symbol only: give them one
                 served = model_facts.with_named_free_dims(path, self._scratch() / sha256 / path.name)
             url = self.server.register_file(f"{route}/{path.name}", served)
-            self._models[key] = ModelFiles(path, sha256, url, external, facts)
+            self._models[key] = ModelFiles(path, sha256, url, external, facts, served)
         return self._models[key]
 
     def _scratch(self) -> Path:
@@ -279,6 +280,12 @@ class EpBrowser:
             "releaseSession": not keep_session,
             "outputUrl": server.mailbox(),
         }
+        served = model.served
+        if session_key not in self._sessions and not model.external_data and served.stat().st_size <= INLINE_LIMIT:
+            # a small model rides inside the call too: one HTTP request less per new session, and its DevTools
+            # network events (the browser's and network processes and Playwright's driver handle each): a third
+            # of the node suite's CPU (bench/bench_xdist.py)
+            request["modelBase64"] = base64.b64encode(served.read_bytes()).decode()
         if input_bytes <= INLINE_LIMIT:
             request["inputBase64"] = base64.b64encode(b"".join(parts)).decode()
         else:

@@ -221,7 +221,8 @@ async function createSession(request) {
   capture = log;
   const started = performance.now();
   try {
-    const session = await ort.InferenceSession.create(request.modelUrl, sessionOptions(request));
+    const model = request.modelBase64 !== undefined ? fromBase64(request.modelBase64) : request.modelUrl;
+    const session = await ort.InferenceSession.create(model, sessionOptions(request));
     const createMs = performance.now() - started;
     // only what Python reads (placement, warnings, errors): the full log is ~150 lines a session
     return { session, createMs, log: log.filter((line) => KEPT_LOG.test(line)), firstRunMs: null };
