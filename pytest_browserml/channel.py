@@ -47,6 +47,13 @@ class PageChannel:
         except OSError as error:  # reset by a dying renderer or browser
             raise ChannelClosed(f"the channel broke ({error})") from None
 
+    def abort(self) -> None:
+        """End a call in flight from another thread: its read returns at once, as if the page had gone."""
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def close(self) -> None:
         if self._closed.is_set():
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -69,19 +70,36 @@ def _install(args) -> int:
     return 0
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP (docker stop, kill, a closed terminal): stop like Ctrl-C does."""
+
+
+def _stopped(signum, _frame):
+    raise _Stopped(signum)
+
+
 def _serve(args) -> int:
     from .browser import BrowserChoice
-    from .remote import start_server
+    from .remote import start_server, stop_server
 
-    process, endpoint = start_server(BrowserChoice.resolve(args.browser_executable, args.browser_channel, fetch=True),
-                                     args.host, args.port)
-    print(endpoint, flush=True)
-    print("run the tests with: pytest --browser-ws-endpoint " + endpoint, file=sys.stderr, flush=True)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stopped)
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+        process, endpoint = start_server(BrowserChoice.resolve(args.browser_executable, args.browser_channel,
+                                                               fetch=True), args.host, args.port)
+    except (KeyboardInterrupt, _Stopped):
+        return 1
+    try:
+        print(endpoint, flush=True)
+        print("run the tests with: pytest --browser-ws-endpoint " + endpoint, file=sys.stderr, flush=True)
+        process.wait()
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a second signal must not cut the stop short
+            signal.signal(signum, signal.SIG_IGN)
+        code = stop_server(process)
+    return code
 
 
 def _approve(args) -> int:

@@ -28,7 +28,7 @@ STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 24px; color: #222; }
 table { border-collapse: collapse; margin: 8px 0 20px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
-td.passed, td.xpassed { background: #dff5e1; } td.failed, td.error { background: #fbe0e0; }
+td.passed, td.xpassed { background: #dff5e1; } td.failed, td.error, td.interrupted { background: #fbe0e0; }
 td.skipped, td.xfailed { background: #f4f0d8; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; max-height: 320px; }
 .pictures { display: flex; gap: 16px; } .pictures figure { margin: 0; text-align: center; }
@@ -49,7 +49,7 @@ def write_html(path: Path, rows: list[TestRow], environment: dict, rootdir: Path
         "<h2>Tests x EPs</h2>", _matrix(rows, eps),
         "<h2>Latency (p50) per EP</h2>", _latency_chart(rows),
     ]
-    failures = [row for row in rows if row.verdict in ("failed", "error")]
+    failures = [row for row in rows if row.verdict in ("failed", "error", "interrupted")]
     if failures:
         parts.append("<h2>Failures</h2>")
         parts += [_failure(row, rootdir) for row in failures]

@@ -6,6 +6,11 @@ whose main thread is stuck in wasm cannot run a JS timer, so at the deadline
 we kill the page's renderer process. A remote page (its browser elsewhere)
 takes them through Playwright, which keeps the deadline. A page that crashed,
 hung or failed is closed; its owner opens a new one.
+
+Every other wait on a local browser (opening and closing pages) has a deadline
+too (processes.BrowserTree.deadline): a frozen browser is killed, never waited
+for. While a call runs, a watch ends it at once if the browser or, on WebGPU,
+the GPU process dies.
 """
 
 from __future__ import annotations
@@ -17,11 +22,18 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from .channel import ChannelClosed, PageChannel
-from .processes import BrowserProcesses
+from .processes import BrowserProcesses, BrowserTree
 from .remote import route_through_playwright
 from .server import HarnessServer
 
 _CALL = "text => window.browserml.{function}(JSON.parse(text)).then(JSON.stringify)"
+CLOSE_DEADLINE_S = 10  # closing a page or a browser takes milliseconds unless the browser is frozen
+OPEN_DEADLINE_MIN_S = 30  # opening a page loads onnxruntime-web: seconds on a loaded machine, whatever the timeout
+_DIED = {  # a process of the browser that is gone -> what the failure says
+    "browser": "the browser process exited (killed or crashed)",
+    "GPU": "the GPU process died (killed or crashed), and WebGPU with it",
+    "renderer": "the page crashed (renderer killed or out of memory)",
+}
 
 
 class PageFailure(RuntimeError):
@@ -29,30 +41,38 @@ class PageFailure(RuntimeError):
 
 
 class HarnessPage:
-    def __init__(self, browser, server: HarnessServer, ort_bundle: str, timeout_s: float, remote: bool = False,
-                 load_options: dict | None = None):
-        """`load_options`: more of harness.js load()'s arguments (the wasm engine's threads and warm-up)."""
+    def __init__(self, browser, tree: BrowserTree, server: HarnessServer, ort_bundle: str, timeout_s: float,
+                 remote: bool = False, load_options: dict | None = None, watched: tuple[str, ...] = ("browser",)):
+        """`tree` is the browser's processes (pid None where unknown); `load_options`: more of harness.js
+        load()'s arguments (the wasm engine's threads and warm-up); `watched`: the kinds of process whose
+        death ends a call at once."""
         self.timeout_s = timeout_s
+        self.tree = tree
         self.crashed = False
         self.channel: PageChannel | None = None
-        self.page = browser.new_page()
-        self.page.on("crash", self._on_crash)
-        if remote:  # the page cannot reach this machine: answer its requests over the Playwright connection
-            route_through_playwright(self.page, server.base_url)
-        self.page.goto(server.url("index.html"))
-        self.page.wait_for_function("() => window.browserml", timeout=timeout_s * 1000)
-        # a remote browser's process ids mean nothing here
-        self.processes = BrowserProcesses({}) if remote else BrowserProcesses.of(browser)
-        self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/"),
-                                       **(load_options or {})})
-        if not remote:
-            url, connected = server.expect_channel()
-            self.page.evaluate("url => window.browserml.connect(url)", url)
-            try:
-                self.channel = connected.get(timeout=timeout_s)
-            except queue.Empty:
-                raise PageFailure(f"the page's call channel {url} did not connect within "
-                                  f"browserml_timeout = {timeout_s:g} s") from None
+        self._watched = watched
+        self._watch = None
+        self.processes = BrowserProcesses({})  # a remote browser's process ids mean nothing here
+        with tree.deadline(max(timeout_s, OPEN_DEADLINE_MIN_S), "opening a page"):
+            self.page = browser.new_page()
+            self.page.on("crash", self._on_crash)
+            if remote:  # the page cannot reach this machine: answer its requests over the Playwright connection
+                route_through_playwright(self.page, server.base_url)
+            self.page.goto(server.url("index.html"))
+            self.page.wait_for_function("() => window.browserml", timeout=timeout_s * 1000)
+            if not remote:
+                self.processes = BrowserProcesses.of(browser)
+            self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/"),
+                                           **(load_options or {})})
+            if not remote:
+                url, connected = server.expect_channel()
+                self.page.evaluate("url => window.browserml.connect(url)", url)
+                try:
+                    self.channel = connected.get(timeout=timeout_s)
+                except queue.Empty:
+                    raise PageFailure(f"the page's call channel {url} did not connect within "
+                                      f"browserml_timeout = {timeout_s:g} s") from None
+                self._watch = self.processes.watch(watched, lambda _gone: self.channel.abort())
 
     def call(self, function: str, arg: dict, timeout_s: float | None = None) -> dict:
         """Await `browserml.<function>(arg)` in the page and return its (JSON) result.
@@ -64,13 +84,16 @@ class HarnessPage:
         if self.channel is None:
             return self._call_through_playwright(function, arg, timeout_s)
         try:
-            answer = json.loads(self.channel.call(json.dumps({"name": function, "arg": arg}), timeout_s))
+            with self._watch.active():
+                answer = json.loads(self.channel.call(json.dumps({"name": function, "arg": arg}), timeout_s))
         except TimeoutError:
             self.processes.kill_renderers()
             self.close()
-            raise PageFailure(_timed_out(timeout_s)) from None
+            frozen = (f"; the browser did not answer {self.tree.killed_waiting_for} either and was killed"
+                      if self.tree.killed_waiting_for else "")
+            raise PageFailure(_timed_out(timeout_s) + frozen) from None
         except ChannelClosed as closed:
-            raise self._replaced(str(closed)) from None
+            raise self._replaced(str(closed), settle=True) from None
         except BaseException:  # e.g. Ctrl-C: an answer still on its way must not reach the next call
             self.close()
             raise
@@ -90,14 +113,17 @@ class HarnessPage:
         except PlaywrightError as error:
             raise self._replaced(error.message.splitlines()[0]) from error
 
-    def _replaced(self, detail: str) -> PageFailure:
-        """Close the page (its owner opens a new one) and say what became of it."""
-        if not self.browser_alive:
-            failure = "the browser process exited (killed or crashed)"
-        elif self.crashed or (self.processes.all and not self.processes.running("renderer")):
-            failure = "the page crashed (renderer killed or out of memory)"
-        else:
-            failure = "the page failed"
+    def _replaced(self, detail: str, settle: bool = False) -> PageFailure:
+        """Close the page (its owner opens a new one) and say what became of it.
+
+        With `settle`, a closed channel waits briefly for the death that closed it to show in /proc:
+        the channel can close before the killed process is seen to die, longer so on a loaded machine.
+        """
+        kinds = (*self._watched, "renderer")
+        gone = self.processes.settle(kinds) if settle and self.processes.all else self.processes.first_gone(kinds)
+        if gone is None and self.crashed:
+            gone = "renderer"
+        failure = _DIED[gone] if gone else "the page failed"
         self.close()
         return PageFailure(f"{failure}: {detail}; it was replaced")
 
@@ -106,17 +132,21 @@ class HarnessPage:
         return not self.crashed and not self.page.is_closed()
 
     @property
-    def browser_alive(self) -> bool:
-        """False once the local browser process is gone; Playwright notices only when it next talks to it."""
-        return self.processes.running("browser")
+    def browser_usable(self) -> bool:
+        """False once the local browser process is gone (Playwright notices only when it next talks to it)
+        or a process it needs died, e.g. the GPU process on WebGPU (Chromium restarts it, then gives up on it)."""
+        return self.tree.alive and self.processes.first_gone(self._watched) is None
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         if self.channel is not None:
             self.channel.close()
-        try:
-            self.page.close(run_before_unload=False)
-        except PlaywrightError:
-            pass
+        with self.tree.deadline(CLOSE_DEADLINE_S, "closing a page"):
+            try:
+                self.page.close(run_before_unload=False)
+            except PlaywrightError:
+                pass
         self.processes.close()
 
     def _on_crash(self, _page) -> None:

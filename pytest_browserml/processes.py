@@ -1,10 +1,14 @@
-"""The operating-system processes of one browser: kill the renderer, read peak memory.
+"""The operating-system processes of one browser: kill the renderer, read peak memory, bound every wait.
 
 Chromium reports its processes over CDP (SystemInfo.getProcessInfo). For a
 browser on this machine we can then act on them directly: kill a renderer
 that hangs, and read each process's peak resident set size from /proc
 (resetting it before a run, so the figure belongs to that run). For a browser
 elsewhere nothing here applies, and the figures are None.
+
+A Playwright call into a frozen browser (SIGSTOP, a deadlocked browser process)
+never returns: `BrowserTree.deadline` kills the browser's processes when a wait
+runs past its deadline, which makes the waiting call fail at once.
 
 The /proc files are opened once and read with pread: opening them anew on
 every run cost about 0.4 ms a run (bench/bench_node_suite.py).
@@ -14,9 +18,123 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PROC = Path("/proc")
+_PF_EXITING = 0x4  # the kernel's flag of a process inside exit()
+
+
+def _alive(stat: bytes) -> bool:
+    """From /proc/<pid>/stat: not a zombie or dead, not exiting, and no SIGKILL pending. A killed process
+    closes its sockets (and its page's channel) before /proc shows it as a zombie, longer so under load;
+    it is exiting from the start."""
+    fields = stat.rpartition(b")")[2].split()
+    state, flags, pending = fields[0], int(fields[6]), int(fields[28])
+    return state not in (b"Z", b"X") and not flags & _PF_EXITING and not pending & (1 << (signal.SIGKILL - 1))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        return _alive((PROC / str(pid) / "stat").read_bytes())
+    except (OSError, IndexError, ValueError):
+        return False
+
+
+def descendants(pid: int, parents: dict[int, int | None] | None = None) -> set[int]:
+    """Every process below `pid` (children, their children ...), from /proc."""
+    if parents is None:
+        parents = {int(entry.name): _parent(int(entry.name)) for entry in PROC.iterdir() if entry.name.isdigit()}
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def stop(process, grace_s: float) -> int:
+    """SIGTERM a child `process` (a subprocess.Popen), give it `grace_s` to stop what it started, then
+    SIGKILL whatever of its tree is left (orphans too: the tree is read before it can fall apart)."""
+    import subprocess
+
+    tree = descendants(process.pid)
+    process.terminate()
+    try:
+        code = process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    for pid in tree:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return code
+
+
+class BrowserTree:
+    """A local browser's main process and everything it started; `None` pid for a browser elsewhere."""
+
+    def __init__(self, pid: int | None):
+        self.pid = pid
+        self.killed_waiting_for: str | None = None  # set when a deadline killed the browser
+
+    @classmethod
+    def launched_by(cls, launch: Callable[[], object]) -> tuple[object, "BrowserTree"]:
+        """Call `launch` (Playwright's launch) and find the browser process it started: the new process
+        below this one whose parent is not new (Playwright's driver, already running, is its parent)."""
+        before = descendants(os.getpid())
+        browser = launch()
+        new = descendants(os.getpid()) - before
+        roots = sorted(pid for pid in new if _parent(pid) not in new)
+        return browser, cls(roots[0] if len(roots) == 1 else None)
+
+    @property
+    def alive(self) -> bool:
+        return self.pid is None or pid_alive(self.pid)
+
+    def kill(self) -> None:
+        """SIGKILL the browser and all its processes (a stopped process dies of it too)."""
+        if self.pid is None:
+            return
+        parents = {int(entry.name): _parent(int(entry.name)) for entry in PROC.iterdir() if entry.name.isdigit()}
+        if self.pid not in descendants(os.getpid(), parents):  # exited (its pid may be another's by now)
+            return
+        for pid in (self.pid, *descendants(self.pid, parents)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    @contextmanager
+    def deadline(self, seconds: float, waiting_for: str) -> Iterator[None]:
+        """Kill the browser if the block still waits on it after `seconds`; the waiting call then fails."""
+        if self.pid is None:  # a browser elsewhere: Playwright's own timeouts apply
+            yield
+            return
+
+        def expire() -> None:
+            self.killed_waiting_for = waiting_for
+            self.kill()
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int((PROC / str(pid) / "stat").read_bytes().rpartition(b")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class BrowserProcesses:
@@ -30,7 +148,7 @@ class BrowserProcesses:
         found: dict[str, list[int]] = {}
         for process in browser.new_browser_cdp_session().send("SystemInfo.getProcessInfo")["processInfo"]:
             found.setdefault(process["type"], []).append(process["id"])
-        local = {kind: tuple(pid for pid in pids if (PROC / str(pid)).exists()) for kind, pids in found.items()}
+        local = {kind: tuple(pid for pid in pids if pid_alive(pid)) for kind, pids in found.items()}
         return cls({kind: pids for kind, pids in local.items() if pids})
 
     def kill_renderers(self) -> None:
@@ -41,12 +159,24 @@ class BrowserProcesses:
                 pass
 
     def running(self, kind: str) -> bool:
-        """Whether every process of this kind exists and is not a zombie (killed, not reaped yet)."""
-        try:
-            return all(self._read(pid, "stat").rpartition(b")")[2].split()[0] != b"Z"
-                       for pid in self.pids_by_type.get(kind, ()))
-        except (OSError, IndexError):
-            return False
+        """Whether every process of this kind exists and is neither dying nor a zombie (killed, not reaped yet).
+        Safe from any thread: it opens its files anew."""
+        return all(pid_alive(pid) for pid in self.pids_by_type.get(kind, ()))
+
+    def first_gone(self, kinds: tuple[str, ...]) -> str | None:
+        """The first of these kinds of process that is no longer running, or None."""
+        return next((kind for kind in kinds if not self.running(kind)), None)
+
+    def settle(self, kinds: tuple[str, ...], seconds: float = 2.0) -> str | None:
+        """`first_gone`, waiting up to `seconds` for a death to show: a page's channel can close before the
+        process that closed it is seen to die."""
+        end = time.monotonic() + seconds
+        while (gone := self.first_gone(kinds)) is None and time.monotonic() < end:
+            time.sleep(0.05)
+        return gone
+
+    def watch(self, kinds: tuple[str, ...], on_gone: Callable[[str], None]) -> "Watch":
+        return Watch(self, kinds, on_gone)
 
     def reset_peak_rss(self) -> None:
         """Start a new peak: writing 5 to clear_refs resets VmHWM (Linux)."""
@@ -81,3 +211,39 @@ class BrowserProcesses:
         if key not in self._files:
             self._files[key] = os.open(PROC / str(pid) / name, flags | os.O_CLOEXEC)
         return self._files[key]
+
+
+class Watch:
+    """While active, checks every POLL_S that the processes of `kinds` run, and calls `on_gone(kind)` once
+    when one does not: a call into the page then ends at once instead of at its deadline (a killed GPU
+    process leaves WebGPU's work pending forever)."""
+
+    POLL_S = 0.1
+
+    def __init__(self, processes: BrowserProcesses, kinds: tuple[str, ...], on_gone: Callable[[str], None]):
+        self._processes, self._kinds, self._on_gone = processes, kinds, on_gone
+        self._active = threading.Event()
+        self._stopped = False
+        threading.Thread(target=self._run, name="browserml-watch", daemon=True).start()
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        self._active.set()
+        try:
+            yield
+        finally:
+            self._active.clear()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._active.set()
+
+    def _run(self) -> None:
+        while True:
+            self._active.wait()
+            if self._stopped:
+                return
+            if (gone := self._processes.first_gone(self._kinds)) is not None:
+                self._on_gone(gone)
+                return
+            time.sleep(self.POLL_S)

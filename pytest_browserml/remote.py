@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import processes
 from .browser import QUIET_ARGS, BrowserChoice, ExecutionProvider
 
 # The switches of every EP at once: a served browser serves all of them.
@@ -33,8 +34,7 @@ const { chromium } = require(process.argv[1]);
   const server = await chromium.launchServer(options);
   console.log(server.wsEndpoint());
   const stop = async () => { await server.close(); process.exit(0); };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"]) process.on(signal, stop);
 })().catch((error) => { console.error(error); process.exit(1); });
 """
 
@@ -57,11 +57,23 @@ def start_server(choice: BrowserChoice, host: str = "127.0.0.1", port: int = 0) 
     process = subprocess.Popen([str(node), "-e", LAUNCH_SERVER, str(driver / "package"), json.dumps(options)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, **dict(choice.env)})  # the browser inherits it
-    endpoint = process.stdout.readline().strip()
+    try:
+        endpoint = process.stdout.readline().strip()
+    except BaseException:  # e.g. Ctrl-C while the browser starts
+        stop_server(process)
+        raise
     if not endpoint.startswith("ws://"):
-        process.kill()
+        stop_server(process)
         raise RuntimeError(f"the browser server did not start: {endpoint} {process.stderr.read()}")
     return process, endpoint
+
+
+STOP_GRACE_S = 10
+
+
+def stop_server(process: subprocess.Popen) -> int:
+    """Stop the browser server and its browser: nothing it started outlives it."""
+    return processes.stop(process, STOP_GRACE_S)
 
 
 CONNECT_TIMEOUT_S = 30

@@ -37,7 +37,9 @@ class TestRow:
     nodeid: str
     test: str  # without the EP id
     ep: str
-    verdict: str = "passed"  # passed, failed, error, skipped, xfailed, xpassed
+    # passed, failed, error, skipped, xfailed, xpassed; interrupted until its call reports (Ctrl-C mid-test
+    # leaves no call report: such a test must never read as passed)
+    verdict: str = "interrupted"
     duration_s: float = 0.0
     message: str | None = None
     runs: list[dict] = field(default_factory=list)

@@ -31,7 +31,8 @@ from .budgets import FIGURES, Budget
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .golden_check import GoldenPolicy, GoldenTarget
 from .model import ModelFacts
-from .page import HarnessPage, PageFailure
+from .page import CLOSE_DEADLINE_S, HarnessPage, PageFailure
+from .processes import BrowserTree
 from .provision import ProvisionError
 from .results import Adapter, Environment, Memory, Placement, RunResult, Transfer
 from .server import HarnessServer
@@ -116,11 +117,13 @@ class Runtime:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
         return endpoints[int(worker) % len(endpoints) if worker.isdigit() else 0]
 
-    def browser(self, ep: ExecutionProvider, tier: str):
-        """A browser for `ep`: launched here, or connected at this worker's endpoint (never both)."""
+    def browser(self, ep: ExecutionProvider, tier: str) -> tuple[Any, BrowserTree]:
+        """A browser for `ep` and its processes: launched here, or connected at this worker's endpoint
+        (never both; a remote browser's processes are not ours: pid None)."""
         if self.endpoint:
-            return remote.connect(self.playwright, self.endpoint, ep)
-        return self.browser_choice.launch(self.playwright, ep, wasm_engine.launch_args(tier))
+            return remote.connect(self.playwright, self.endpoint, ep), BrowserTree(None)
+        return BrowserTree.launched_by(
+            lambda: self.browser_choice.launch(self.playwright, ep, wasm_engine.launch_args(tier)))
 
     def tier_for(self, timed: bool) -> str:
         """The wasm tier a test's browser runs; a browser server's browsers run V8's default."""
@@ -192,6 +195,7 @@ class EpBrowser:
         self.ep = ep
         self.tier = tier
         self._browser = None
+        self._tree = BrowserTree(None)
         self._page: HarnessPage | None = None
         self._probe: dict | None = None
         self._environment: Environment | None = None
@@ -214,16 +218,19 @@ class EpBrowser:
                                     f"{error.message.splitlines()[0]}") from None
 
     def _open_page(self) -> HarnessPage:
-        if self._page is not None and not self._page.browser_alive:
+        if self._page is not None and not self._page.browser_usable:
             self.close()  # Playwright learns of a killed browser only when it next talks to it
         if self._browser is None or not self._browser.is_connected():
             self.fresh_page()
-            self._browser = self.runtime.browser(self.ep, self.tier)
+            self._browser, self._tree = self.runtime.browser(self.ep, self.tier)
         if self._page is None or not self._page.usable:
             self.fresh_page()
-            self._page = HarnessPage(self._browser, self.runtime.server, self.bundle, self.runtime.settings.timeout_s,
-                                     remote=bool(self.runtime.endpoint),
-                                     load_options=wasm_engine.load_options(self.runtime.wasm_threads))
+            # a dead GPU process leaves WebGPU's work pending forever: watch it on webgpu
+            watched = ("browser", "GPU") if self.ep.name == "webgpu" else ("browser",)
+            self._page = HarnessPage(self._browser, self._tree, self.runtime.server, self.bundle,
+                                     self.runtime.settings.timeout_s, remote=bool(self.runtime.endpoint),
+                                     load_options=wasm_engine.load_options(self.runtime.wasm_threads),
+                                     watched=watched)
         return self._page
 
     def probe(self) -> dict:
@@ -366,10 +373,12 @@ class EpBrowser:
     def close(self) -> None:
         self.fresh_page()
         if self._browser is not None:
-            try:
-                self._browser.close()
-            except Exception:  # already gone with a crash
-                pass
+            with self._tree.deadline(CLOSE_DEADLINE_S, "closing the browser"):
+                try:
+                    self._browser.close()
+                except Exception:  # already gone with a crash
+                    pass
+            self._tree.kill()  # whatever a crash or a frozen browser left: nothing outlives the session
             self._browser = None
             self._environment = None
 

@@ -191,3 +191,28 @@ def test_a_renderer_killed_mid_run_fails_that_test_and_the_next_gets_a_fresh_pag
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*models/endless.onnx on wasm: the page crashed (renderer killed or out of memory)*"
                                  "it was replaced*"])
+
+
+def test_a_channel_that_closes_before_the_renderer_is_seen_to_die_is_still_a_crash(project):
+    """The race behind the kill being seen as "the page closed the channel" under load, staged: the channel
+    ends first, the renderer dies a moment later."""
+    modelzoo.endless_loop(project.path / "models" / "endless.onnx")
+    project.makepyfile(test_model=textwrap.dedent("""
+        import socket
+        import threading
+        import numpy as np
+
+        def test_killed(browserml):
+            page = browserml._ep_browser.page()
+
+            def channel_closes_then_the_renderer_dies():
+                page.channel._socket.shutdown(socket.SHUT_RDWR)
+                threading.Timer(0.3, page.processes.kill_renderers).start()
+
+            threading.Timer(2.0, channel_closes_then_the_renderer_dies).start()
+            browserml.run("models/endless.onnx", {"x": np.ones(1, np.float32)}, warmup=0, iterations=1)
+    """) + ADD_TEST)
+    result = project.runpytest_subprocess("--browser-ep", "wasm")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*models/endless.onnx on wasm: the page crashed (renderer killed or out of memory)*"
+                                 "it was replaced*"])

@@ -250,6 +250,94 @@ def test_a_killed_browser_is_relaunched(project):
                                  "it was replaced*"])
 
 
+def report_of(project, name: str = "report.json") -> dict:
+    """The --browserml-report of a pytester run, by test name."""
+    tests = json.loads((project.path / name).read_text())["tests"]
+    return {row["nodeid"].rpartition("::")[2]: row for row in tests}
+
+
+def test_a_frozen_browser_fails_its_test_within_the_timeout_and_the_next_gets_a_new_browser(project):
+    """SIGSTOP on the browser's main process mid-run: Playwright would wait for it forever."""
+    modelzoo.endless_loop(project.path / "models" / "endless.onnx")
+    project.makeini("[pytest]\nbrowserml_timeout = 5\n")
+    project.makepyfile(test_model=textwrap.dedent("""
+        import os
+        import signal
+        import threading
+        import numpy as np
+
+        def test_frozen(browserml):
+            pid = browserml._ep_browser.page().processes.pids_by_type["browser"][0]
+            open("frozen.pid", "w").write(str(pid))
+            threading.Timer(1.0, os.kill, [pid, signal.SIGSTOP]).start()
+            browserml.run("models/endless.onnx", {"x": np.ones(1, np.float32)}, warmup=0, iterations=1)
+    """) + ADD_TEST)
+    result = project.runpytest_subprocess("--browser-ep", "wasm", "-v", "--browserml-report=report.json",
+                                          timeout=300)  # only against a hang: the assertions say what counts
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*models/endless.onnx on wasm: the page did not answer within browserml_timeout = 5 s;"
+                                 " it was replaced; the browser did not answer closing a page either and was killed*"])
+    report = report_of(project)
+    assert report["test_frozen[wasm]"]["duration_s"] < 5 + 30
+    assert report["test_add[wasm]"]["verdict"] == "passed"
+    frozen = int((project.path / "frozen.pid").read_text())
+    assert not Path(f"/proc/{frozen}").exists(), "the frozen browser outlived the session"
+
+
+def test_a_killed_gpu_process_fails_the_run_at_once_saying_so(project):
+    """Without a watch the run waits for WebGPU work that a dead GPU process will never finish."""
+    modelzoo.conv(project.path / "models" / "conv.onnx")
+    project.makeini("[pytest]\nbrowserml_timeout = 120\n")
+    project.makepyfile(test_model=textwrap.dedent("""
+        import os
+        import signal
+        import threading
+        import numpy as np
+
+        def test_gpu_killed(browserml):
+            gpu = browserml._ep_browser.page().processes.pids_by_type["GPU"][0]
+            threading.Timer(3.0, os.kill, [gpu, signal.SIGKILL]).start()
+            x = np.ones((1, 3, 16, 16), np.float32)
+            browserml.run("models/conv.onnx", {"x": x}, warmup=0, iterations=1_000_000)
+    """) + ADD_TEST)
+    result = project.runpytest_subprocess("--browser-ep", "webgpu", "-v", "--browserml-report=report.json",
+                                          timeout=600)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*models/conv.onnx on webgpu: the GPU process died (killed or crashed)*"
+                                 "it was replaced*"])
+    result.stdout.no_fnmatch_line("*did not answer*")
+    assert report_of(project)["test_add[webgpu]"]["verdict"] == "passed"
+
+
+def test_ctrl_c_mid_run_reports_the_test_as_interrupted_never_passed(project):
+    modelzoo.endless_loop(project.path / "models" / "endless.onnx")
+    project.makepyfile(test_model=textwrap.dedent("""
+        import numpy as np
+
+        def test_interrupted(browserml):
+            browserml.run("models/add.onnx", {"x": np.ones((2, 3), np.float32)})
+            open("running", "w").close()
+            browserml.run("models/endless.onnx", {"x": np.ones(1, np.float32)}, warmup=0, iterations=1)
+    """))
+    pytest_run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--browser-ep", "wasm",
+                                   "--browserml-report=report.json"], cwd=project.path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: (project.path / "running").exists() or pytest_run.poll() is not None, 120, "the run")
+        time.sleep(1)  # into the endless run
+        os.kill(pytest_run.pid, signal.SIGINT)
+        output = pytest_run.communicate(timeout=120)[0]
+    finally:
+        try:
+            os.killpg(pytest_run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert "KeyboardInterrupt" in output, output
+    row = next(line for line in output.splitlines() if "test_interrupted" in line and " wasm " in line)
+    assert row.split()[2] == "interrupted", output
+    assert report_of(project)["test_interrupted[wasm]"]["verdict"] == "interrupted"
+
+
 def test_a_browser_that_cannot_start_shows_its_command_line_and_stderr(project, tmp_path):
     broken = tmp_path / "broken-chromium"
     broken.write_text("#!/bin/sh\necho 'error while loading shared libraries: libnss3.so: cannot open' >&2\nexit 127\n")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -26,8 +32,7 @@ EPS = ("--browser-ep", "wasm", "--browser-ep", "webgpu", "--browser-ep", "webnn"
 def browser_server():
     process, endpoint = remote.start_server(BrowserChoice.resolve(None, None, fetch=True))
     yield process, endpoint
-    process.kill()
-    process.wait()
+    remote.stop_server(process)
 
 
 def test_remote_runs_give_the_same_outputs_as_local_and_name_the_device(pytester, browser_server):
@@ -93,5 +98,38 @@ def test_xdist_workers_spread_over_several_endpoints(pytester, browser_server):
         devices = {test["runs"][0]["device"].split(",")[0] for test in json.loads((pytester.path / "r.json").read_text())["tests"]}
         assert devices == {f"browser server {endpoint.split('/')[2]}" for endpoint in (first, second)}
     finally:
-        second_process.kill()
-        second_process.wait()
+        remote.stop_server(second_process)
+
+
+def below(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (Playwright starts Chromium in a session of its own)."""
+    children = map(int, subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split())
+    return [found for child in children for found in (child, *below(child))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_browserml_serve_stopped_by_a_signal_leaves_nothing_running(signum):
+    serve = subprocess.Popen([sys.executable, "-m", "pytest_browserml.cli", "serve"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    started = []
+    try:
+        endpoint = serve.stdout.readline().strip()
+        assert endpoint.startswith("ws://"), endpoint
+        started = below(serve.pid)  # Node's browser server and Chromium's processes
+        assert len(started) >= 2
+        os.kill(serve.pid, signum)
+        code = serve.wait(timeout=60)
+        left = [pid for pid in started if os.path.exists(f"/proc/{pid}") and "Z" not in
+                open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[0]]
+        assert not left, f"still running after {signum.name}: {left}"
+        assert code == 0
+        address = urlsplit(endpoint)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((address.hostname, address.port), timeout=5)
+    finally:
+        for pid in (serve.pid, *started):  # on failure, what was left
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
