@@ -109,8 +109,8 @@ class GoldenIndex:
             return set()
         return set(self._by_file.get((relative.parts[0], relative.name[: -len(_NPZ)]), ()))
 
-    def collisions(self) -> list[str]:
-        """One line per set of tests that would share a golden file (also where only case differs)."""
+    def collisions(self) -> dict[str, frozenset[str]]:
+        """A line per set of tests that would share a golden file (also where only case differs), and the tests."""
         folded: dict[tuple[str, str], tuple[tuple[str, str], set[str]]] = {}
         for (folder, stem), tests in sorted(self._by_file.items()):
             first, sharing = folded.setdefault((folder.casefold(), stem.casefold()), ((folder, stem), set()))
@@ -120,7 +120,7 @@ class GoldenIndex:
             if len(tests) > 1:
                 reported.setdefault(frozenset(tests), f"{self.golden_dir.name}/{folder}/{stem}{_NPZ} would be the "
                                                       f"golden of {' and of '.join(sorted(tests))}")
-        return sorted(reported.values())
+        return {line: tests for tests, line in sorted(reported.items(), key=lambda item: item[1])}
 
     @classmethod
     def of(cls, golden_dir: Path, nodeids: Iterable[str]) -> GoldenIndex:

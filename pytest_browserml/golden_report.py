@@ -23,6 +23,8 @@ from .golden_names import EP_TAGS, GoldenIndex, GoldenKey
 _ARGS_NOT_WHOLE = {"keyword": "-k", "markexpr": "-m", "lf": "--lf", "collectonly": "--collect-only",
                    "deselect": "--deselect", "ignore": "--ignore", "ignore_glob": "--ignore-glob",
                    "stepwise": "--stepwise"}
+_COLLISION = ("two tests map to one golden file: {}\n"
+              "rename one of the tests (or its module), or pass each its own name= to assert_golden")
 
 
 @dataclass(eq=False)  # registered as a plugin: hashed by identity
@@ -33,19 +35,25 @@ class GoldenLedger:
     used: set[str] = field(default_factory=set)
     written: dict[str, tuple[str, ...]] = field(default_factory=dict)
     not_whole: list[str] = field(default_factory=list)  # why this session did not collect and run every test
+    refusals: dict[str, str] = field(default_factory=dict)  # test id -> the golden file it would share
 
     def __post_init__(self) -> None:
         self.index = GoldenIndex(self.golden_dir)
 
     @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: every collected test counts
-    def pytest_collection_modifyitems(self, items) -> None:
+    def pytest_collection_modifyitems(self, config: pytest.Config, items) -> None:
         for item in items:
             if "browserml" in getattr(item, "fixturenames", ()):
                 self.index.add(item.nodeid)
-        if collisions := self.index.collisions():
-            raise pytest.UsageError("two tests map to one golden file:\n  " + "\n  ".join(collisions)
-                                    + "\nrename one of the tests (or its module), or pass each its own name= "
-                                      "to assert_golden")
+        for line, tests in self.index.collisions().items():
+            self.refusals.update(dict.fromkeys(tests, _COLLISION.format(line)))
+        if self.refusals and not hasattr(config, "workerinput"):
+            raise pytest.UsageError("\n".join(dict.fromkeys(self.refusals.values())))
+        # an xdist worker cannot stop the session cleanly: those tests fail at setup instead (refusal)
+
+    def refusal(self, test_id: str) -> str | None:
+        """Why this test may not run: it shares a golden file with another test."""
+        return self.refusals.get(test_id)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:

@@ -115,6 +115,8 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     runtime = request.config.stash[RUNTIME_KEY]
     ep: ExecutionProvider = request.param
     target = _golden_target(request)
+    if refusal := request.config.pluginmanager.get_plugin("browserml-goldens").refusal(target.nodeid_without_ep):
+        pytest.fail(refusal, pytrace=False)
     request.node.user_properties += [(EP_PROPERTY, ep.id), (TEST_PROPERTY, target.nodeid_without_ep)]
     ep_browser = usable_ep_browser(request.config, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
