@@ -13,11 +13,15 @@ The reasons are ORT-web's own, found by running these models (onnxruntime-web 1.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from importlib.resources import files
 from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pytest
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -98,13 +102,24 @@ def test_agrees(browserml):
 """
 
 
-def project(pytester):
-    layernorm(pytester.path / "models" / "layernorm.onnx")
-    written_out_layernorm(pytester.path / "models" / "written_out.onnx")
-    exp_log(pytester.path / "models" / "exp_log.onnx")
-    pytester.makepyfile(test_models=TESTS)
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The models, the test file and its reference goldens, made once for the module's tests."""
+    folder = tmp_path_factory.mktemp("localise-project")
+    layernorm(folder / "models" / "layernorm.onnx")
+    written_out_layernorm(folder / "models" / "written_out.onnx")
+    exp_log(folder / "models" / "exp_log.onnx")
+    (folder / "test_models.py").write_text(TESTS)
     # the reference goldens come from native onnxruntime: any EP writes the same
-    pytester.runpytest_subprocess("--update-goldens", "-o", "browserml_localise=off", "-p", "no:randomly")
+    subprocess.run([sys.executable, "-m", "pytest", "--update-goldens", "-o", "browserml_localise=off",
+                    "-p", "no:randomly", "-p", "no:cacheprovider", "-q"], cwd=folder, capture_output=True, check=False)
+    assert list(folder.glob("goldens/test_models/*.npz")), "the reference goldens were not written"
+    return folder
+
+
+@pytest.fixture
+def project(pytester, template):
+    shutil.copytree(template, pytester.path, dirs_exist_ok=True)
     return pytester
 
 
@@ -123,9 +138,8 @@ def localisation(report: Path, test: str, ep: str) -> dict:
     return row["goldens"][0]["localisation"]
 
 
-def test_a_layernorm_losing_its_variance_is_named_on_every_ep(pytester):
-    project(pytester)
-    result = pytester.runpytest_subprocess("-k", "layernorm", "--browser-ep", "wasm", "--browser-ep", "webgpu",
+def test_a_layernorm_losing_its_variance_is_named_on_every_ep(project):
+    result = project.runpytest_subprocess("-k", "layernorm", "--browser-ep", "wasm", "--browser-ep", "webgpu",
                                            "--browser-ep", "webnn", "--browserml-report", "report.json",
                                            "--browserml-html", "report.html", "-p", "no:randomly")
     result.assert_outcomes(failed=3)
@@ -135,20 +149,19 @@ def test_a_layernorm_losing_its_variance_is_named_on_every_ep(pytester):
                 "3 values compared):") in text
         assert "node 2 of 3, LayerNormalization 'layernorm', output 'n': wrong values: max abs error" in text
         assert "Mul 'scale'" not in text  # downstream of the break: not blamed
-        found = localisation(pytester.path / "report.json", "test_layernorm", ep)
+        found = localisation(project.path / "report.json", "test_layernorm", ep)
         assert [(d["name"], d["kind"]) for d in found["divergences"]] == [("layernorm", "wrong values")]
         assert [(n["name"], n["status"]) for n in found["nodes"]] == [
             ("offset", "within"), ("layernorm", "out"), ("scale", "out")]
         assert found["nodes"][0]["max_abs_error"] == 0
-    page = (pytester.path / "report.html").read_text()
+    page = (project.path / "report.html").read_text()
     assert page.count("class='divergence-plot'") == 3 and page.count("class='first-divergence'") == 3
     assert "first divergence LayerNormalization &#x27;layernorm&#x27;: wrong values" in page
-    assert not list(pytester.path.glob("models/.*"))  # the copies are gone
+    assert not list(project.path.glob("models/.*"))  # the copies are gone
 
 
-def test_a_fused_kernel_that_diverges_only_while_fused_is_found_by_cutting_the_graph(pytester):
-    project(pytester)
-    result = pytester.runpytest_subprocess("-k", "written_out", "--browser-ep", "wasm", "--browser-ep", "webgpu",
+def test_a_fused_kernel_that_diverges_only_while_fused_is_found_by_cutting_the_graph(project):
+    result = project.runpytest_subprocess("-k", "written_out", "--browser-ep", "wasm", "--browser-ep", "webgpu",
                                            "--browserml-report", "report.json", "-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=1)  # wasm fuses it too, into a kernel that agrees
     text = failure(result, "test_written_out", "webgpu")
@@ -156,14 +169,13 @@ def test_a_fused_kernel_that_diverges_only_while_fused_is_found_by_cutting_the_g
     assert "node 10 of 10, Add 'beta', output 'y': wrong values" in text
     assert ("note: with its values exposed the copy does not diverge: ORT ran the test's model as 2 nodes for the "
             "graph's 10, so a fused kernel") in text
-    found = localisation(pytester.path / "report.json", "test_written_out", "webgpu")
+    found = localisation(project.path / "report.json", "test_written_out", "webgpu")
     assert [d["name"] for d in found["divergences"]] == ["beta"]
     assert found["method"].startswith("bisected by graph prefix in ")
 
 
-def test_webnn_overflowing_exp_and_finite_log_of_inf_are_named_and_the_marker_localises_a_pass(pytester):
-    project(pytester)
-    result = pytester.runpytest_subprocess("-k", "exp or agrees", "--browser-ep", "webnn",
+def test_webnn_overflowing_exp_and_finite_log_of_inf_are_named_and_the_marker_localises_a_pass(project):
+    result = project.runpytest_subprocess("-k", "exp or agrees", "--browser-ep", "webnn",
                                            "--browserml-report", "report.json", "-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=2)
     text = failure(result, "test_exp_overflow", "webnn")
@@ -174,19 +186,18 @@ def test_webnn_overflowing_exp_and_finite_log_of_inf_are_named_and_the_marker_lo
     assert "node 3 of 3, Log 'log', output 'y': NaN/Inf: 4 Inf on onnxruntime where the EP is finite (up to 88.4)" \
         in text
     assert "Exp 'exp'" not in text  # both overflow to Inf there
-    passed = localisation(pytester.path / "report.json", "test_agrees", "webnn")
+    passed = localisation(project.path / "report.json", "test_agrees", "webnn")
     assert passed["divergences"] == [] and {n["status"] for n in passed["nodes"]} == {"within"}
 
-    quiet = pytester.runpytest_subprocess("-k", "exp_log", "--browser-ep", "webnn", "--browserml-localise=off")
+    quiet = project.runpytest_subprocess("-k", "exp_log", "--browser-ep", "webnn", "--browserml-localise=off")
     quiet.assert_outcomes(failed=1)
     assert "first divergence" not in quiet.stdout.str()
 
 
-def test_a_remote_browser_localises_like_a_local_one(pytester, browser_server):
+def test_a_remote_browser_localises_like_a_local_one(project, browser_server):
     _, endpoint = browser_server
-    project(pytester)
-    result = pytester.runpytest_subprocess("-k", "layernorm", "--browser-ep", "webnn",
+    result = project.runpytest_subprocess("-k", "layernorm", "--browser-ep", "wasm",
                                            "--browser-ws-endpoint", endpoint, "-p", "no:randomly")
     result.assert_outcomes(failed=1)
     assert "node 2 of 3, LayerNormalization 'layernorm', output 'n': wrong values" in failure(
-        result, "test_layernorm", "webnn")
+        result, "test_layernorm", "wasm")
