@@ -54,6 +54,12 @@ class ExecutionProvider:
     def id(self) -> str:
         return f"{self.name}:{self.device_type}" if self.device_type else self.name
 
+    @property
+    def section_keys(self) -> tuple[str, ...]:
+        """The tolerance and budget sections that apply to this EP, least specific first: webnn:gpu reads
+        the webnn section, then the webnn:gpu one."""
+        return (self.name, self.id) if self.device_type else (self.name,)
+
     def to_js(self) -> dict:
         return {"name": self.name, "deviceType": self.device_type}
 
@@ -73,6 +79,18 @@ class ExecutionProvider:
         return []
 
 
+def is_ep_section(key: object) -> bool:
+    """Whether a key of a tolerance or budget table names an EP section (wasm, webgpu, webnn, webnn:gpu ...):
+    one rule for both, the one --browser-ep follows."""
+    try:
+        return isinstance(key, str) and ExecutionProvider.parse(key).id == key
+    except BrowserSetupError:
+        return False
+
+
+EP_SECTIONS_TEXT = f"EP sections {', '.join(EP_NAMES)} (webnn also with a device: {', '.join(f'webnn:{d}' for d in WEBNN_DEVICE_TYPES)})"
+
+
 @dataclass(frozen=True)
 class BrowserChoice:
     """Where the browser comes from: an executable, a Playwright channel, or the pinned Chromium."""
@@ -85,7 +103,7 @@ class BrowserChoice:
     @classmethod
     def resolve(cls, executable: str | None, channel: str | None, *, fetch: bool) -> "BrowserChoice":
         if executable:
-            path = Path(executable).expanduser()
+            path = Path(executable).expanduser().absolute()  # Path drops "./": "chrome" alone is looked up on PATH
             if not path.is_file():
                 raise BrowserSetupError(f"--browser-executable {executable}: no such file")
             return cls(executable=path)

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .browser import EP_SECTIONS_TEXT, ExecutionProvider, is_ep_section
 from .results import RunResult
 from .wasm_engine import LIFTOFF
 
-EPS = ("wasm", "webgpu", "webnn")
 _TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "min": 60_000.0}
 _SIZE_UNITS = {"b": 1, "kb": 1 << 10, "kib": 1 << 10, "mb": 1 << 20, "mib": 1 << 20, "gb": 1 << 30, "gib": 1 << 30}
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*([a-zA-Z]+)\s*$")
@@ -70,7 +70,7 @@ class BudgetLayer:
 
     def __post_init__(self) -> None:
         for key, value in self.settings.items():
-            if key in EPS:
+            if is_ep_section(key):
                 if not isinstance(value, Mapping):
                     raise BudgetError(f"budget section {key!r} in {self.origin}: expected a table of budgets")
                 for figure, limit in value.items():
@@ -80,13 +80,12 @@ class BudgetLayer:
 
 
 def resolve(layers: Sequence[BudgetLayer], ep: str) -> dict[str, Budget]:
-    """The budgets that hold for `ep` (an id such as "webnn:gpu" reads the "webnn" section)."""
-    ep_name = ep.split(":")[0]
+    """The budgets that hold for `ep` (an id such as "webnn:gpu" reads the "webnn" section, then "webnn:gpu")."""
     budgets: dict[str, Budget] = {}
     for layer in layers:
-        sections = [(layer.origin, {k: v for k, v in layer.settings.items() if k not in EPS})]
-        if isinstance(layer.settings.get(ep_name), Mapping):
-            sections.append((f"{layer.origin} [{ep_name}]", layer.settings[ep_name]))
+        sections = [(layer.origin, {k: v for k, v in layer.settings.items() if not is_ep_section(k)})]
+        sections += [(f"{layer.origin} [{key}]", layer.settings[key])
+                     for key in ExecutionProvider.parse(ep).section_keys if isinstance(layer.settings.get(key), Mapping)]
         for origin, section in sections:
             for figure, value in section.items():
                 budgets[figure] = Budget(figure, _parse(figure, value, figure, origin), str(value), origin)
@@ -134,7 +133,7 @@ def format_value(value: float, kind: str) -> str:
 def _parse(figure: str, value: Any, setting: str, origin: str) -> float:
     if figure not in FIGURES:
         raise BudgetError(f"unknown budget {setting!r} in {origin}; known: {', '.join(FIGURES)} "
-                          f"and EP sections {', '.join(EPS)}")
+                          f"and {EP_SECTIONS_TEXT}")
     kind = FIGURES[figure].kind
     if kind == "count":
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

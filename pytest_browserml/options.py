@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -92,15 +93,15 @@ def settings_from(config: pytest.Config) -> Settings:
         return Settings(
             eps=eps,
             strict=bool(setting(config, "browserml_ep_strict")),
-            timeout_s=_positive_number(config, "browserml_timeout", float),
+            timeout_s=_number(config, "browserml_timeout"),
             ort_web_version=setting(config, "browserml_ort_web_version"),
             ort_web_bundle=setting(config, "browserml_ort_web_bundle"),
             browser_executable=setting(config, "browserml_browser_executable") or None,
             browser_channel=setting(config, "browserml_browser_channel") or None,
             auto_install=config.getini("browserml_auto_install"),
-            warmup=_positive_number(config, "browserml_warmup", int, allow_zero=True),
-            iterations=_positive_number(config, "browserml_iterations", int, allow_zero=True),
-            budget_scale=_positive_number(config, "browserml_budget_scale", float, option=True),
+            warmup=_number(config, "browserml_warmup"),
+            iterations=_number(config, "browserml_iterations"),
+            budget_scale=_number(config, "browserml_budget_scale", option=True),
             profile=config.getoption("browserml_profile"),
             ws_endpoints=tuple(setting(config, "browserml_ws_endpoints")),
             wasm_tier=wasm_engine.parse_tier(setting(config, "browserml_wasm_tier")),
@@ -110,14 +111,28 @@ def settings_from(config: pytest.Config) -> Settings:
         raise pytest.UsageError(str(error)) from None
 
 
-def _positive_number(config, name, kind, allow_zero=False, option=False):
+# (kind, lowest, highest, lowest allowed): what each number setting accepts; a day bounds the timeout
+# (past it the socket and Playwright timeouts overflow), finite bounds refuse nan and inf.
+_NUMBERS = {
+    "browserml_timeout": (float, 0, 86400, False),
+    "browserml_budget_scale": (float, 0, 1000, False),
+    "browserml_warmup": (int, 0, 1_000_000, True),
+    "browserml_iterations": (int, 0, 1_000_000, True),
+}
+
+
+def _number(config, name, option=False):
+    """A number setting within its range, or a usage error naming the setting and the range."""
+    kind, low, high, low_allowed = _NUMBERS[name]
     text = setting(config, name) if option else config.getini(name)
     try:
         value = kind(text)
-    except ValueError:
-        value = -1
-    if value < 0 or (value == 0 and not allow_zero):
-        raise pytest.UsageError(f"{name} = {text!r}: expected a {'non-negative' if allow_zero else 'positive'} number")
+    except (ValueError, OverflowError):
+        value = math.nan
+    if not (low <= value <= high) or (value == low and not low_allowed):
+        what = "a whole number" if kind is int else "a number"
+        raise pytest.UsageError(f"{name} = {text!r}: expected {what} {'from' if low_allowed else 'above'} {low} "
+                                f"{'to' if low_allowed else 'up to'} {high}")
     return value
 
 
@@ -149,6 +164,8 @@ def project_layers(config: pytest.Config) -> tuple[tuple[ToleranceLayer, ...], t
         return (), ()
     try:
         project = tomllib.loads(path.read_text()).get("tool", {}).get("browserml", {})
+        if unknown := _unknown_key(project, config):
+            raise pytest.UsageError(f"{path}: {unknown}")
         tolerance, budget = project.get("tolerance"), project.get("budget")
         return (
             (ToleranceLayer(f"[tool.browserml.tolerance] in {path}", tolerance),) if tolerance else (),
@@ -156,3 +173,25 @@ def project_layers(config: pytest.Config) -> tuple[tuple[ToleranceLayer, ...], t
         )
     except (tomllib.TOMLDecodeError, ToleranceError, BudgetError) as error:
         raise pytest.UsageError(f"{path}: {error}") from None
+
+
+PROJECT_TABLES = ("tolerance", "budget")
+
+
+def _unknown_key(project: dict, config: pytest.Config) -> str | None:
+    """A misspelt table or a setting in the wrong place would be ignored silently: name it and what was meant."""
+    import difflib
+
+    for key in project:
+        if key in PROJECT_TABLES:
+            continue
+        hints = [f"[tool.browserml.{near}]" for near in difflib.get_close_matches(key, PROJECT_TABLES, n=1)]
+        try:
+            config.getini(f"browserml_{key}")  # an ini setting: it belongs with pytest's
+            hints.append(f"browserml_{key} = ... in [tool.pytest.ini_options]")
+        except ValueError:
+            pass
+        hint = f"; did you mean {' or '.join(hints)}?" if hints else ""
+        return f"[tool.browserml] has an unknown key {key!r}{hint} ([tool.browserml] takes the tables " \
+               f"{', '.join(PROJECT_TABLES)})"
+    return None

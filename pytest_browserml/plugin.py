@@ -9,7 +9,7 @@ import pytest
 
 from . import baselines, localise, onnx_suite, options, provision, wasm_engine
 from .baselines import BaselineError
-from .browser import ExecutionProvider
+from .browser import EP_NAMES, BrowserSetupError, ExecutionProvider
 from .budgets import BudgetError, BudgetExceeded, BudgetLayer
 from .budgets import resolve as resolve_budgets
 from .context import PROJECT_BUDGET_KEY, PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
@@ -105,8 +105,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "browserml" in metafunc.fixturenames:
         eps = metafunc.config.stash[RUNTIME_KEY].settings.eps
         if marker := metafunc.definition.get_closest_marker("browser_ep"):
+            _check_browser_ep_marker(marker, metafunc.definition.name)
             eps = tuple(ep for ep in eps if ep.id in marker.args or ep.name in marker.args)
         metafunc.parametrize("browserml", eps, indirect=True, ids=[ep.id for ep in eps])
+
+
+def _check_browser_ep_marker(marker: pytest.Mark, test: str) -> None:
+    """An EP the marker misspells would leave the test no parameters: pytest would skip it silently."""
+    for text in marker.args:
+        try:
+            ExecutionProvider.parse(str(text))
+        except BrowserSetupError:
+            pytest.fail(f"@pytest.mark.browser_ep({text!r}) on {test}: unknown execution provider; choose from "
+                        f"{', '.join(EP_NAMES)} (webnn also as webnn:cpu, webnn:gpu or webnn:npu)", pytrace=False)
 
 
 @pytest.fixture

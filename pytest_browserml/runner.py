@@ -383,6 +383,21 @@ class EpBrowser:
             self._environment = None
 
 
+MAX_RUNS = 1_000_000
+
+
+def check_run_arguments(inputs, warmup, iterations) -> None:
+    """Refuse what would run a different number of rounds than asked (a negative count runs none,
+    2.5 runs three) or fail later with an AttributeError."""
+    __tracebackhide__ = True
+    for name, value in (("warmup", warmup), ("iterations", iterations)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value <= MAX_RUNS:
+            raise ValueError(f"browserml.run: {name}={value!r}: expected a whole number from 0 to {MAX_RUNS}")
+    if not isinstance(inputs, Mapping):
+        raise TypeError(f"browserml.run: inputs must map each input name to an array, e.g. {{'x': array}}; "
+                        f"got {type(inputs).__name__}")
+
+
 class BrowserML:
     """The `browserml` fixture: run models on the EP of the running test."""
 
@@ -417,17 +432,14 @@ class BrowserML:
         The test's budgets (marker and project) apply to every run: one exceeded fails the test.
         """
         __tracebackhide__ = True
+        warmup = self._settings.warmup if warmup is None else warmup
+        iterations = self._settings.iterations if iterations is None else iterations
+        check_run_arguments(inputs, warmup, iterations)
         files = self._ep_browser.runtime.model_files(self.resolve(model))
         if self._needs_fresh_page:
             self._ep_browser.fresh_page()
             self._needs_fresh_page = False
-        result = self._ep_browser.run(
-            files,
-            inputs,
-            warmup=self._settings.warmup if warmup is None else warmup,
-            iterations=self._settings.iterations if iterations is None else iterations,
-            profile=self._settings.profile,
-        )
+        result = self._ep_browser.run(files, inputs, warmup=warmup, iterations=iterations, profile=self._settings.profile)
         if self._on_result:
             self._on_result(result)
         exceeded = budgets.check(result, self._budgets, self._settings.budget_scale)

@@ -62,14 +62,13 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .browser import EP_SECTIONS_TEXT, ExecutionProvider, is_ep_section
 from .compare import Tolerance
 from .model import Precision
 
 __all__ = ["BUILTIN", "FIELDS", "ToleranceError", "ToleranceLayer", "resolve", "section_for", "tolerance_for_value"]
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Tolerance) if f.name != "source")
-EPS = ("wasm", "webgpu", "webnn")
-DEVICES = ("cpu", "gpu", "npu")
 DTYPES = (
     "bool",
     "int8",
@@ -129,12 +128,9 @@ def resolve(layers: Sequence[ToleranceLayer], *, ep: str, dtype: np.dtype, outpu
     float16 or quantized sections instead of their own dtype's. A layer that names only whole-tensor
     criteria (cosine, topk) for this output replaces the element-wise rule of the layers before it.
     """
-    if not _is_ep(ep):
-        raise ValueError(
-            f"unknown execution provider {ep!r}; known: {', '.join(EPS)}, "
-            f"optionally with a device ({', '.join(DEVICES)}) as in webnn:gpu"
-        )
-    ep_keys = (ep.partition(":")[0], ep) if ":" in ep else (ep,)
+    if not is_ep_section(ep):
+        raise ValueError(f"unknown execution provider {ep!r}; known: {EP_SECTIONS_TEXT}")
+    ep_keys = ExecutionProvider.parse(ep).section_keys
     dtype_name = np.dtype(dtype).name
     section = section_for(np.dtype(dtype), precision)
     chosen: dict[str, tuple[Any, str]] = {}
@@ -221,13 +217,6 @@ def _convert(field: str, value: Any) -> Any:
     return float(value) if kind == _NUMBER else int(value) if kind == _INTEGER else bool(value)
 
 
-def _is_ep(key: object) -> bool:
-    if not isinstance(key, str):
-        return False
-    base, colon, device = key.partition(":")
-    return base in EPS and (not colon or device in DEVICES)
-
-
 def _key(part: str) -> str:
     """A key as TOML would spell it, so users can search for it."""
     return part if _BARE_KEY.fullmatch(part) else f'"{part}"'
@@ -244,7 +233,7 @@ def _check_section(
         here = (*path, str(key))
         if key in _RULES:
             _check_value(key, value, here, origin)
-        elif eps and _is_ep(key):
+        elif eps and is_ep_section(key):
             _check_section(value, here, origin, eps=False, dtypes=dtypes, outputs=False)
         elif dtypes and key in DTYPES:
             _check_section(value, here, origin, eps=False, dtypes=False, outputs=False)
@@ -295,7 +284,7 @@ def _dotted(path: tuple[str, ...]) -> str:
 def _known(*, eps: bool, dtypes: bool, outputs: bool) -> str:
     known = [", ".join(FIELDS)]
     if eps:
-        known.append(f"EP sections {', '.join(EPS)} (or with a device, e.g. webnn:gpu)")
+        known.append(EP_SECTIONS_TEXT)
     if dtypes:
         known.append(f"dtype sections {', '.join(DTYPES)}")
     if outputs:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import stat
 import sys
 import textwrap
@@ -9,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import numpy as np
+
 from pytest_browserml import options, provision
+from pytest_browserml.runner import BrowserML, Settings
 from pytest_browserml.context import RUNTIME_KEY
 from tests import modelzoo
 
@@ -87,6 +92,58 @@ def test_strict_from_the_ini_alone_makes_an_ep_that_cannot_run_an_error(project,
     result.stdout.fnmatch_lines(["*webnn cannot run in this browser: navigator.ml is undefined*"])
 
 
+@pytest.mark.parametrize(("ini", "value", "says"), [
+    ("browserml_timeout", "nan", "expected a number above 0 up to 86400"),
+    ("browserml_timeout", "inf", "expected a number above 0 up to 86400"),
+    ("browserml_timeout", "1e300", "expected a number above 0 up to 86400"),
+    ("browserml_budget_scale", "nan", "expected a number above 0 up to 1000"),
+    ("browserml_budget_scale", "inf", "expected a number above 0 up to 1000"),
+    ("browserml_iterations", "2.5", "expected a whole number from 0 to 1000000"),
+    ("browserml_warmup", "-1", "expected a whole number from 0 to 1000000"),
+])
+def test_a_number_setting_out_of_its_range_is_refused_naming_it_and_the_range(pytester, ini, value, says):
+    pytester.makeini(f"[pytest]\n{ini} = {value}\n")
+    with pytest.raises(pytest.UsageError, match=re.escape(f"{ini} = {value!r}: {says}")):
+        pytester.parseconfigure()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_budget_scale_on_the_command_line_is_held_to_the_same_range(pytester, value):
+    with pytest.raises(pytest.UsageError, match=f"browserml_budget_scale = '{value}': expected a number above 0"):
+        pytester.parseconfigure("--budget-scale", value)
+
+
+@pytest.mark.parametrize(("arguments", "says"), [
+    ({"warmup": -1}, "browserml.run: warmup=-1: expected a whole number from 0 to 1000000"),
+    ({"iterations": -3}, "browserml.run: iterations=-3: expected a whole number from 0 to 1000000"),
+    ({"iterations": 2.5}, "browserml.run: iterations=2.5: expected a whole number from 0 to 1000000"),
+    ({"iterations": True}, "browserml.run: iterations=True: expected a whole number"),
+    ({"inputs": [np.ones(3)]}, "browserml.run: inputs must map each input name to an array, e.g. {'x': array}; "
+                               "got list"),
+])
+def test_run_arguments_that_would_run_other_rounds_or_break_later_are_refused(arguments, says):
+    inputs = arguments.pop("inputs", {"x": np.ones(3)})
+    fixture = BrowserML(None, Settings(eps=(), strict=False, timeout_s=1, ort_web_version="", ort_web_bundle="all",
+                                       browser_executable=None, browser_channel=None, auto_install=False,
+                                       warmup=1, iterations=5), roots=())
+    with pytest.raises((ValueError, TypeError), match=re.escape(says)):
+        fixture.run("models/add.onnx", inputs, **arguments)
+
+
+@pytest.mark.parametrize(("toml", "says"), [
+    ("[tool.browserml.tolerence]\natol = 1e-3\n",
+     "[tool.browserml] has an unknown key 'tolerence'; did you mean [tool.browserml.tolerance]?"),
+    ("[tool.browserml]\ntimeout = 5\n",
+     "[tool.browserml] has an unknown key 'timeout'; did you mean browserml_timeout = ... in [tool.pytest.ini_options]?"),
+    ("[tool.browserml.budgets]\nlatency_p50 = '5 ms'\n",
+     "[tool.browserml] has an unknown key 'budgets'; did you mean [tool.browserml.budget]?"),
+])
+def test_an_unknown_key_in_tool_browserml_is_an_error_naming_the_nearest_known_one(pytester, toml, says):
+    pytester.makepyprojecttoml(toml)
+    with pytest.raises(pytest.UsageError, match=re.escape(says)):
+        pytester.parseconfigure()
+
+
 def test_browser_ep_marker_limits_a_test_to_some_eps(project):
     project.makepyfile(test_model="""
         import pytest
@@ -97,6 +154,20 @@ def test_browser_ep_marker_limits_a_test_to_some_eps(project):
     """)
     result = project.runpytest_subprocess("--browser-ep", "wasm", "--browser-ep", "webgpu", "-v")
     result.assert_outcomes(passed=1)
+
+
+def test_an_unknown_ep_in_the_browser_ep_marker_is_an_error_not_a_silent_skip(project):
+    project.makepyfile(test_model="""
+        import pytest
+
+        @pytest.mark.browser_ep("cuda")
+        def test_on_cuda(browserml):
+            pass
+    """)
+    result = project.runpytest_subprocess("--browser-ep", "wasm")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.browser_ep('cuda') on test_on_cuda: unknown execution provider; "
+                                 "choose from wasm, webgpu, webnn*"])
 
 
 def test_an_unknown_ep_is_a_usage_error(project):
@@ -216,3 +287,28 @@ def test_a_channel_that_closes_before_the_renderer_is_seen_to_die_is_still_a_cra
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*models/endless.onnx on wasm: the page crashed (renderer killed or out of memory)*"
                                  "it was replaced*"])
+
+
+def test_a_relative_browser_executable_is_resolved_from_the_invocation_folder(project, browser_without_webnn):
+    shutil.copy(browser_without_webnn, project.path / "chromium")
+    project.makepyfile(test_model=ADD_TEST)
+    result = project.runpytest_subprocess("--browser-ep", "wasm", "--browser-executable", "./chromium")
+    result.assert_outcomes(passed=1)
+
+
+def test_budget_sections_take_a_webnn_device_as_tolerance_sections_do():
+    from pytest_browserml.budgets import BudgetLayer, resolve
+    from pytest_browserml.tolerances import ToleranceLayer
+
+    settings = {"latency_p50": "50 ms", "webnn": {"latency_p50": "20 ms"}, "webnn:gpu": {"latency_p50": "5 ms"}}
+    layer = BudgetLayer("marker on test_x", settings)
+    assert resolve([layer], "webnn:gpu")["latency_p50"].origin == "marker on test_x [webnn:gpu]"
+    assert resolve([layer], "webnn:gpu")["latency_p50"].limit == 5
+    assert resolve([layer], "webnn")["latency_p50"].limit == 20
+    assert resolve([layer], "wasm")["latency_p50"].limit == 50
+    ToleranceLayer("marker on test_x", {"webnn:gpu": {"atol": 1e-3}})  # the same keys, accepted by both
+    for key in ("webgpu:gpu", "webnn:tpu"):  # and refused by both
+        with pytest.raises(ValueError, match=re.escape(key)):
+            BudgetLayer("marker on test_x", {key: {"latency_p50": "5 ms"}})
+        with pytest.raises(ValueError, match=re.escape(key)):
+            ToleranceLayer("marker on test_x", {key: {"atol": 1e-3}})
