@@ -10,6 +10,7 @@ reason, since the report must say what it could not see.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,7 @@ class GraphValues:
     outputs: tuple[str, ...]  # the graph's own outputs
     skipped: tuple[tuple[str, str], ...]  # (value, why it cannot be exposed)
     has_external_data: bool
+    exposed_bytes: int  # what the exposable values of fixed shape hold together (the others count 0)
 
     def notes(self) -> tuple[str, ...]:
         """The skipped values grouped by reason, in a line each."""
@@ -50,7 +52,7 @@ def read(path: Path) -> GraphValues:
     outputs = tuple(output.name for output in model.graph.output)
     nodes = tuple(GraphNode(index, node.name, node.op_type, tuple(node.input), tuple(node.output))
                   for index, node in enumerate(_topological(model.graph)))
-    exposable, skipped = [], []
+    exposable, skipped, exposed_bytes = [], [], 0
     for node in nodes:
         for value in node.outputs:
             if not value or value in outputs:
@@ -60,12 +62,14 @@ def read(path: Path) -> GraphValues:
                 skipped.append((value, why))
             else:
                 exposable.append(value)
+                exposed_bytes += _bytes(known[value].type.tensor_type)
     for node in model.graph.node:
         for attribute in node.attribute:
             for subgraph in (*([attribute.g] if attribute.HasField("g") else ()), *attribute.graphs):
                 skipped += [(value, f"inside the subgraph of {node.op_type} {node.name!r}")
                             for inner in subgraph.node for value in inner.output if value]
-    return GraphValues(nodes, tuple(exposable), outputs, tuple(skipped), bool(model_facts.read(path).external_data))
+    return GraphValues(nodes, tuple(exposable), outputs, tuple(skipped), bool(model_facts.read(path).external_data),
+                       exposed_bytes)
 
 
 @contextmanager
@@ -133,6 +137,20 @@ def _topological(graph) -> list:
         ordered += ready
         pending = [node for node in pending if id(node) not in ready_ids]
     return ordered
+
+
+def _bytes(tensor) -> int:
+    """Bytes of a tensor type of fixed shape; 0 when a dimension is symbolic or the element type has no fixed size."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    dims = [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim]
+    if None in dims:
+        return 0
+    try:
+        itemsize = tensor_dtype_to_np_dtype(tensor.elem_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+    return math.prod(dims) * itemsize
 
 
 def _not_exposable(info) -> str | None:

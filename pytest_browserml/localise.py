@@ -19,11 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from . import exposure, reference
+from .budgets import format_value
 from .compare import Tolerance, compare
 from .divergence import GraphNode, Localisation, find_divergences
 from .results import Placement, RunResult
 
 MODES = ("failures", "always", "off")
+# Exposed values come back to this process from both sides at once: beyond this, bisect (one value a session).
+EXPOSED_LIMIT = 2 << 30
 ToleranceFor = Callable[[str, np.dtype], Tolerance]
 RunCopy = Callable[[Path, Mapping[str, np.ndarray]], RunResult]  # a model file run once on the test's EP page
 
@@ -53,6 +56,11 @@ def localise(result: RunResult, run_copy: RunCopy, tolerance_for: ToleranceFor) 
 
     graph = exposure.read(result.model)
     inputs = result.inputs
+    if graph.exposed_bytes > EXPOSED_LIMIT:
+        return bisect(result, graph, run_copy, tolerance_for,
+                      f"exposing {len(graph.exposable)} values would bring {format_value(graph.exposed_bytes, 'size')} "
+                      f"out of the page, held twice here (the EP's and onnxruntime's); past "
+                      f"{format_value(EXPOSED_LIMIT, 'size')} the graph is cut instead")
     with exposure.exposed_copy(result.model, graph.exposable) as copy:
         try:
             exposed = run_copy(copy, inputs)

@@ -39,6 +39,7 @@ def test_every_intermediate_value_becomes_an_output_of_a_copy_that_runs(tmp_path
     assert [(n.index, n.name, n.op_type) for n in graph.nodes] == [(0, "add", "Add"), (1, "relu", "Relu"),
                                                                    (2, "mul", "Mul")]
     assert graph.exposable == ("a", "r") and graph.outputs == ("y",) and not graph.skipped
+    assert graph.exposed_bytes == 2 * 6 * 4  # two float32 [2, 3] values
     x = np.linspace(-5, 5, 6, dtype=np.float32).reshape(2, 3)
     with exposure.exposed_copy(model, graph.exposable) as copy:
         outputs = reference.outputs(copy, {"x": x}, cache=False)

@@ -201,3 +201,15 @@ def test_a_remote_browser_localises_like_a_local_one(project, browser_server):
     result.assert_outcomes(failed=1)
     assert "node 2 of 3, LayerNormalization 'layernorm', output 'n': wrong values" in failure(
         result, "test_layernorm", "wasm")
+
+
+def test_a_copy_too_large_to_expose_is_cut_instead_and_names_the_same_node(project):
+    # the limit lowered to nothing, as if the values filled gigabytes: the graph is bisected by prefix
+    project.makeconftest("import pytest_browserml.localise\npytest_browserml.localise.EXPOSED_LIMIT = 0\n")
+    result = project.runpytest_subprocess("-k", "test_layernorm", "--browser-ep", "wasm", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    text = failure(result, "test_layernorm", "wasm")
+    assert "first divergence (bisected by graph prefix in 2 sessions on wasm and in native onnxruntime;" in text
+    assert "node 2 of 3, LayerNormalization 'layernorm', output 'n': wrong values" in text
+    assert ("note: exposing 2 values would bring 512 B out of the page, held twice here (the EP's and "
+            "onnxruntime's); past 0 B the graph is cut instead") in text
