@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import goldens, reference
+from . import goldens, provision, reference
 from . import model as model_facts
 from .compare import OutputComparison, compare_outputs
 from .golden_names import GoldenKey
@@ -102,7 +102,9 @@ class GoldenRecord:
 
 
 def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy, *, per_ep: bool,
-                  name: str | None = None) -> None:
+                  name: str | None = None, reference_model: Path | None = None) -> None:
+    """`reference_model`: the golden is that model's native onnxruntime outputs on the run's inputs, made
+    anew on each call (nothing to update), e.g. to hold an int8 or float16 model to its float32 original."""
     __tracebackhide__ = True
     key = target.key if name is None else GoldenKey(target.key.module, name)
     files = key.golden(target.golden_dir, result.ep if per_ep else None)
@@ -111,7 +113,9 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     record = GoldenRecord(str(files.npz), result.ep)
     exists = files.npz.exists()
     sidecar = _sidecar_or_none(files.sidecar)
-    if policy.update == "all" or (policy.update == "missing" and not exists):
+    if reference_model is not None:
+        record = replace(record, path=f"native onnxruntime outputs of {target.show(reference_model)}")
+    elif policy.update == "all" or (policy.update == "missing" and not exists):
         if name is not None and sidecar and not goldens.same_model(sidecar.get("model"), target.show(result.model)):
             policy.record(record)
             raise GoldenMismatch(
@@ -133,8 +137,11 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
         raise GoldenMismatch(f"no golden for this test: {target.show(files.npz)} does not exist."
                              f"{_legacy_note(key, target, files, per_ep and result.ep)}\n"
                              f"Create it with: {target.update_command(result.ep)}  (then review and commit it)")
-    expected = goldens.read_golden(files.npz, {name: np.asarray(value).size * _WIDEST_ITEM
-                                               for name, value in result.outputs.items()})
+    if reference_model is not None:
+        expected = reference.outputs(reference_model, result.inputs)
+    else:
+        expected = goldens.read_golden(files.npz, {name: np.asarray(value).size * _WIDEST_ITEM
+                                                   for name, value in result.outputs.items()})
     precision = model_facts.read(result.model).precision
     comparisons = compare_outputs(
         result.outputs, expected,
@@ -149,10 +156,14 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
         goldens.remove(obtained)  # this EP's only: another EP's failure stays for review
         policy.record(record)
         return
-    text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep, localisation)
+    if reference_model is not None:
+        text = _reference_model_text(result, record.path, comparisons, localisation)
+    else:
+        text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep, localisation)
     try:
         goldens.write_golden(obtained, result.outputs,
-                             _metadata(result, target, result.outputs, per_ep, layers, [target.nodeid_without_ep]))
+                             _metadata(result, target, result.outputs, per_ep, layers, [target.nodeid_without_ep],
+                                       reference_model))
     except (OSError, goldens.GoldenError) as error:  # a full disk must not hide what differed
         policy.record(record)
         raise GoldenMismatch(f"{text}\nthe obtained outputs could not be written to {target.show(obtained.npz)}: "
@@ -212,6 +223,15 @@ def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.Golde
     return "\n".join(lines)
 
 
+def _reference_model_text(result: RunResult, reference_outputs: str, comparisons: Sequence[OutputComparison],
+                          localisation) -> str:
+    failed = [c for c in comparisons if not c.passed]
+    return "\n".join([f"{len(failed)} of {len(comparisons)} outputs differ from the {reference_outputs} on {result.ep}",
+                      *(c.format() for c in failed),
+                      *(f"output {c.name!r}: within tolerance ({c.tolerance.describe()})" for c in comparisons if c.passed),
+                      *([localisation.format()] if localisation else [])])
+
+
 def _same_model_and_inputs(sidecar: dict, result: RunResult) -> bool:
     return sidecar.get("model_sha256") == result.model_sha256 and sidecar.get("inputs") == _input_digests(result.inputs)
 
@@ -263,7 +283,7 @@ def _made_by(sidecar: dict) -> str:
 
 
 def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: bool,
-              layers: Sequence[ToleranceLayer], used_by: list[str]) -> dict:
+              layers: Sequence[ToleranceLayer], used_by: list[str], reference_model: Path | None = None) -> dict:
     environment = result.environment
     if per_ep:
         made_by = {"ep": environment.ep, "device": environment.device, "browser": environment.browser_version,
@@ -271,6 +291,9 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
                    "bundle": environment.ort_web_bundle, "adapter": environment.adapter and environment.adapter.describe()}
     else:
         made_by = {"reference": reference.describe()}
+    if reference_model is not None:
+        made_by["reference_model"] = {"path": target.show(reference_model),
+                                      "sha256": provision.file_sha256(reference_model)}
     return {
         "format": 1,
         "test": target.nodeid,

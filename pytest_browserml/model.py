@@ -166,10 +166,11 @@ def precision_of(graph) -> Precision | None:
                     for attribute in node.attribute if attribute.HasField("t"))
     casts = sum(node.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in node.attribute)
                 for node in nodes)
-    for count, what in ((initializers, "float16 initializer"), (constants, "float16 Constant"),
-                        (casts, "Cast to float16")):
+    for count, one, many in ((initializers, "float16 initializer", "float16 initializers"),
+                             (constants, "float16 Constant", "float16 Constants"),
+                             (casts, "Cast to float16", "Casts to float16")):
         if count:
-            evidence.append(f"{count} {what}{'s' if count > 1 else ''}")
+            evidence.append(f"{count} {one if count == 1 else many}")
     if not evidence:
         return None
     return Precision("float16", f"computes in float16 ({', '.join(evidence)})")

@@ -91,8 +91,9 @@ def _browser_needs(item: pytest.Item) -> tuple[ExecutionProvider | None, bool]:
     """The EP an item runs on and whether it times its runs; (None, _) for items without a browser."""
     if isinstance(item, onnx_suite.OnnxDataSet):
         return item.ep, False
-    callspec = getattr(item, "callspec", None)
-    return (callspec.params.get("browserml") if callspec else None), True
+    ep = getattr(getattr(item, "callspec", None), "params", {}).get("browserml")
+    # a test whose browser_ep marker leaves none of the EPs given is parametrized with pytest's NOTSET
+    return (ep if isinstance(ep, ExecutionProvider) else None), True
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector):

@@ -453,7 +453,8 @@ class BrowserML:
         then `(x - mean) / std` per channel; see images.py."""
         return images.image_input(self.resolve(path), size=size, layout=layout, mean=mean, std=std, dtype=dtype)
 
-    def assert_golden(self, result: RunResult, *, per_ep: bool = False, name: str | None = None) -> None:
+    def assert_golden(self, result: RunResult, *, per_ep: bool = False, name: str | None = None,
+                      reference: str | Path | None = None) -> None:
         """Compare every output with the test's golden within its tolerance.
 
         The default golden, `goldens/<module>/<test>.npz`, comes from native onnxruntime on
@@ -461,9 +462,15 @@ class BrowserML:
         `<test>[<ep>].npz`, made from this EP's own outputs, to catch any change on one
         device (a driver, browser or ORT-web upgrade) with a near-exact tolerance.
         `name` replaces the test name in the file name, e.g. to share one golden between tests.
+        `reference="models/encoder_fp32.onnx"` holds the run to that model's native onnxruntime outputs
+        on the same inputs, made anew on each call: an int8 or float16 model to its float32 original.
         """
         __tracebackhide__ = True
-        golden_check.assert_golden(result, self._golden_target, self._golden_policy, per_ep=per_ep, name=name)
+        if reference is not None and per_ep:
+            raise ValueError("assert_golden: reference= holds a run to another model's native outputs, "
+                             "per_ep=True to this EP's own earlier ones; pass one of them")
+        golden_check.assert_golden(result, self._golden_target, self._golden_policy, per_ep=per_ep, name=name,
+                                   reference_model=None if reference is None else self.resolve(reference))
 
     def resolve(self, path: str | Path) -> Path:
         """A file given to run() or image_input(): absolute, or relative to the rootdir, else to the test's folder."""

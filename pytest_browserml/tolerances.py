@@ -292,9 +292,10 @@ def _known(*, eps: bool, dtypes: bool, outputs: bool) -> str:
     return "; ".join(known)
 
 
-# A dynamically quantized (int8) transformer encoder keeps cosine 0.9995 or more against its float32 model
-# per output; one perturbed quantization scale drops it below 0.99 (tests/test_corpus.py measures both).
-QUANTIZED_COSINE = 0.995
+# all-MiniLM-L6-v2 quantized to int8 (quantize_dynamic, per channel) keeps cosine 0.989 (hidden states) and
+# 0.993 (sentence embedding) against its float32 model; one layer's weight scale tripled drops them to 0.906
+# and 0.910 (tests/test_corpus.py runs both).
+QUANTIZED_COSINE = 0.98
 
 # Defined last: creating a layer runs the validation helpers above.
 BUILTIN = ToleranceLayer(
