@@ -93,7 +93,7 @@ def _install() -> None:
         (onnx_suite, "compare_outputs", "compare_outputs"),
         (onnx_suite, "usable_ep_browser", "context.usable_ep_browser"),
         (runner.Runtime, "model_files", "Runtime.model_files"),
-        (model, "read_graph", "model.read_graph (onnx.load)"),
+        (model, "load_without_weights", "model.load_without_weights (onnx.load)"),
         (provision, "file_sha256", "provision.file_sha256"),
         (placement, "parse", "placement.parse"),
         (transport, "encode", "transport.encode"),

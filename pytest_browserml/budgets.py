@@ -30,6 +30,7 @@ class Figure:
     kind: str  # "time" (ms), "size" (bytes) or "count"
     read: Callable[[RunResult], float | None]
     only_on: str | None = None  # an EP without this figure is not held to it
+    minimum: bool = False  # the budget is a floor, not a ceiling
 
 
 FIGURES: dict[str, Figure] = {
@@ -44,7 +45,12 @@ FIGURES: dict[str, Figure] = {
     "js_heap": Figure("js heap", "size", lambda r: r.memory.js_heap),
     "process_memory": Figure("browser process memory", "size", lambda r: r.memory.process),
     "max_fallback_nodes": Figure("fallback nodes", "count", lambda r: r.placement.fallback_count),
+    "max_shape_nodes": Figure("shape-arithmetic nodes off the EP", "count", lambda r: r.placement.shape_fallback_count),
+    # A minimum: the EP taking no node fails a run unless this is 0 (see runner.py).
+    "min_ep_nodes": Figure("nodes on the EP", "count", lambda r: r.placement.requested_nodes, minimum=True),
 }
+_NODES_OF = {"max_fallback_nodes": lambda p: p.fallback_nodes, "max_shape_nodes": lambda p: p.shape_fallback_nodes}
+_NAMES_SHOWN = 5
 
 
 class BudgetExceeded(AssertionError):
@@ -109,14 +115,28 @@ def check(result: RunResult, budgets: Mapping[str, Budget], time_scale: float = 
                             f"code, which users' browsers do not run {where}: set browserml_wasm_tier = auto")
         elif measured is None:
             failures.append(f"{figure.label} has a budget of {budget.text} but could not be measured here {where}")
-        elif measured > limit:
-            line = f"{figure.label} {format_value(measured, figure.kind)} > budget {format_value(limit, figure.kind)} {where}"
-            if budget.figure == "max_fallback_nodes":
-                nodes = ", ".join(f"{node.op_type} ({node.name}) on {node.provider}"
-                                  for node in result.placement.fallback_nodes)
-                line += f": {nodes or 'the whole graph'}"
+        elif measured < limit if figure.minimum else measured > limit:
+            line = (f"{figure.label} {format_value(measured, figure.kind)} {'<' if figure.minimum else '>'} "
+                    f"budget {format_value(limit, figure.kind)} {where}")
+            if budget.figure in _NODES_OF:
+                nodes = _NODES_OF[budget.figure](result.placement)
+                line += ":" + ("".join(f"\n  {group}" for group in grouped(nodes)) if nodes else " the whole graph")
             failures.append(line)
     return failures
+
+
+def grouped(nodes) -> list[str]:
+    """One line per op type and provider, e.g. "Gather x12 on CPUExecutionProvider: g0, g1, ... (7 more)"."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for node in nodes:
+        groups.setdefault((node.op_type, node.provider), []).append(node.name)
+    lines = []
+    for (op_type, provider), names in sorted(groups.items()):
+        count = f" x{len(names)}" if len(names) > 1 else ""
+        shown = ", ".join(names[:_NAMES_SHOWN]) + (f", ... ({len(names) - _NAMES_SHOWN} more)"
+                                                   if len(names) > _NAMES_SHOWN else "")
+        lines.append(f"{op_type}{count} on {provider}: {shown}")
+    return lines
 
 
 def format_value(value: float, kind: str) -> str:

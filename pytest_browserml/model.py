@@ -71,6 +71,7 @@ class ModelFacts:
     node_count: int | None  # nodes in the graph and its subgraphs, before ORT's fusions
     external_data: tuple[str, ...]  # files beside the model that hold its weights, relative to its folder
     precision: Precision | None  # None: it computes in its outputs' own dtypes
+    shape_nodes: frozenset[str] = frozenset()  # names of the nodes that compute on shapes and indices only
 
     def dimensions_of(self, input_specs: list[dict]) -> dict[str, int]:
         """Values of the model's symbolic dimensions in these inputs (for ORT's freeDimensionOverrides)."""
@@ -121,9 +122,10 @@ def read(path: Path) -> ModelFacts:
 
 @lru_cache(maxsize=64)
 def _read(path: Path, _mtime_ns: int, _size: int) -> ModelFacts:
-    graph = read_graph(path)
-    if graph is None:
+    proto = load_without_weights(path)
+    if proto is None:
         return ModelFacts(None, None, None, (), None)
+    graph = proto.graph
     initializers = {tensor.name for tensor in graph.initializer}
     return ModelFacts(
         inputs=tuple(_declared(value, value.name in initializers) for value in graph.input),
@@ -131,20 +133,55 @@ def _read(path: Path, _mtime_ns: int, _size: int) -> ModelFacts:
         node_count=node_count(graph),
         external_data=_external_data_locations(graph),
         precision=precision_of(graph),
+        shape_nodes=shape_arithmetic(proto),
     )
 
 
-def read_graph(path: Path):
-    """The model's graph without its weights; None for .ort files and models onnx cannot parse
+def load_without_weights(path: Path):
+    """The model without its weights; None for .ort files and models onnx cannot parse
     (a corrupt model is for ORT in the page to report)."""
     if path.suffix != ".onnx":
         return None
     import onnx
 
     try:
-        return onnx.load(str(path), load_external_data=False).graph
+        return onnx.load(str(path), load_external_data=False)
     except Exception:
         return None
+
+
+# Element types of shape and index tensors: what ORT's CPU-preference heuristic follows from Shape nodes.
+_SHAPE_TYPES = frozenset({6, 7, 9})  # int32, int64, bool
+_SHAPE_SOURCES = frozenset({"Shape", "Size"})
+
+
+def shape_arithmetic(proto) -> frozenset[str]:
+    """Names of the nodes that compute on shapes and indices only: Shape and Size, and nodes whose inputs and
+    outputs are all int32, int64 or bool tensors (types from onnx's shape inference).
+
+    ORT keeps such nodes on the CPU by design on GPU EPs, so their placement there is not a fallback of
+    compute; ArgMax (float in, int64 out) or an embedding Gather (float table) are compute.
+    """
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # a model onnx cannot infer: its declared types are all there is
+        inferred = proto
+    names = set()
+    for graph in _graphs(inferred.graph):
+        types = {value.name: value.type.tensor_type.elem_type
+                 for value in (*graph.value_info, *graph.input, *graph.output)}
+        types.update((tensor.name, tensor.data_type) for tensor in graph.initializer)
+        for node in graph.node:
+            if node.op_type == "Constant":
+                types.update((output, a.t.data_type) for output in node.output for a in node.attribute if a.HasField("t"))
+        for node in graph.node:
+            values = [name for name in (*node.input, *node.output) if name]
+            if node.op_type in _SHAPE_SOURCES or (
+                    values and node.op_type != "Constant" and all(types.get(name) in _SHAPE_TYPES for name in values)):
+                names.add(node.name)
+    return frozenset(names)
 
 
 def node_count(graph) -> int:

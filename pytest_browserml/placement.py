@@ -25,8 +25,9 @@ _DROPPED = re.compile(r'removing requested execution provider "(\w+)"')
 _COPY_OPS = {"MemcpyFromHost", "MemcpyToHost"}
 
 
-def parse(log: Iterable[str], requested: tuple[str, ...]) -> Placement:
-    """Nodes per provider; the nodes on a provider other than `requested` are the fallback."""
+def parse(log: Iterable[str], requested: tuple[str, ...], shape_nodes: frozenset[str] = frozenset()) -> Placement:
+    """Nodes per provider; the nodes on a provider other than `requested` are the fallback: compute nodes,
+    and apart from them the `shape_nodes` (names of the graph's shape arithmetic, see model.py)."""
     per_provider: dict[str, int] = {}
     nodes: list[PlacedNode] = []
     dropped: list[str] = []
@@ -44,17 +45,21 @@ def parse(log: Iterable[str], requested: tuple[str, ...]) -> Placement:
                 per_provider[provider] += 1
         elif match := _DROPPED.search(line):
             dropped.append(match[1])
-    fallback = tuple(node for node in nodes if node.provider not in requested)
+    fallback = [node for node in nodes if node.provider not in requested]
+    shape = tuple(node for node in fallback if node.name in shape_nodes)
+    compute = tuple(node for node in fallback if node.name not in shape_nodes)
     if not nodes:  # "All nodes placed on [X]": a fallback has no node list, only a count
         fallback_count = sum(count for name, count in per_provider.items() if name not in requested)
     else:
-        fallback_count = len(fallback)
+        fallback_count = len(compute)
     return Placement(
         nodes_per_provider=per_provider,
-        fallback_nodes=fallback,
+        fallback_nodes=compute,
         fallback_count=fallback_count,
         requested=requested,
         dropped_providers=tuple(dropped),
+        shape_fallback_nodes=shape,
+        shape_fallback_count=len(shape),
     )
 
 

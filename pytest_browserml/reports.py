@@ -67,6 +67,11 @@ class TestRow:
     def fallback_nodes(self) -> int | None:
         return _max(run.get("fallback_nodes") for run in self.runs)
 
+    @property
+    def shape_nodes(self) -> int | None:
+        """Shape arithmetic off the EP, which ORT keeps on the CPU by design (not in fallback_nodes)."""
+        return _max(run.get("shape_nodes") for run in self.runs)
+
     def to_json(self) -> dict:
         return _finite(asdict(self))
 
@@ -77,6 +82,7 @@ def run_entry(test: str, result) -> dict:
     return {**baselines.entry_of(test, result), "model": str(result.model), "device": environment.device,
             "wasm_tier": environment.wasm_tier, "wasm_threads": environment.wasm_threads,
             "fallback_nodes": result.placement.fallback_count,
+            "shape_nodes": result.placement.shape_fallback_count,
             "nodes_per_provider": result.placement.nodes_per_provider}
 
 
@@ -144,7 +150,8 @@ def cells(row: TestRow) -> tuple[str, ...]:
         "-" if row.worst_ulp is None else f"{row.worst_ulp:.0f}",
         "-" if row.p50_ms is None else format_value(row.p50_ms, "time"),
         "-" if row.peak_memory is None else format_value(row.peak_memory, "size"),
-        "-" if row.fallback_nodes is None else str(row.fallback_nodes),
+        "-" if row.fallback_nodes is None else str(row.fallback_nodes) + (f" (+{row.shape_nodes} shape)"
+                                                                          if row.shape_nodes else ""),
     )
 
 

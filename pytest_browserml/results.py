@@ -59,10 +59,19 @@ class Placement:
     """Where ORT put the graph's nodes, from its session-creation log."""
 
     nodes_per_provider: dict[str, int]
-    fallback_nodes: tuple[PlacedNode, ...]  # nodes not on the requested EP (named only when the graph was split)
+    fallback_nodes: tuple[PlacedNode, ...]  # compute nodes not on the requested EP (named when the graph was split)
     fallback_count: int
     requested: tuple[str, ...]
     dropped_providers: tuple[str, ...] = ()  # EPs ORT removed from the session as unavailable
+    # Shape and index arithmetic (Shape, Gather, Range, Unsqueeze, Concat ... on int64) that ORT keeps on the CPU
+    # by design: not counted in fallback_count.
+    shape_fallback_nodes: tuple[PlacedNode, ...] = ()
+    shape_fallback_count: int = 0
+
+    @property
+    def requested_nodes(self) -> int:
+        """Nodes on the requested EP."""
+        return sum(self.nodes_per_provider.get(name, 0) for name in self.requested)
 
     @property
     def requested_took_graph(self) -> bool:

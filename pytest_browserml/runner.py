@@ -257,8 +257,9 @@ class EpBrowser:
         return self._environment
 
     def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int,
-            profile: bool = False, keep_session: bool = True) -> RunResult:
-        """One session's runs; keep_session=False releases the session after them (a model run only once)."""
+            profile: bool = False, keep_session: bool = True, allow_no_ep_nodes: bool = False) -> RunResult:
+        """One session's runs; keep_session=False releases the session after them (a model run only once).
+        `allow_no_ep_nodes`: a run the EP took no node of returns (its placement says so) instead of failing."""
         __tracebackhide__ = True
         server = self.runtime.server
         specs, parts = transport.encode(feeds)
@@ -323,11 +324,12 @@ class EpBrowser:
         if answer["log"] is not None:  # a new session: its creation log says where the nodes went
             self._sessions[session_key] = (
                 tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
-                placement_log.parse(answer["log"], self.ep.provider_names()) if placement_from_log
+                placement_log.parse(answer["log"], self.ep.provider_names(), model.facts.shape_nodes)
+                if placement_from_log
                 else placement_log.all_on(self.ep.provider_names(), model.facts.node_count),
             )
         log, placement = self._sessions[session_key] if keep_session else self._sessions.pop(session_key)
-        if not placement.requested_took_graph:
+        if not placement.requested_took_graph and not allow_no_ep_nodes:
             raise ModelRunError(
                 f"{self._where(model)}: {self.ep.id} did not take the graph; ORT placed "
                 + ", ".join(f"{count} node(s) on {name}" for name, count in placement.nodes_per_provider.items())
@@ -439,7 +441,9 @@ class BrowserML:
         if self._needs_fresh_page:
             self._ep_browser.fresh_page()
             self._needs_fresh_page = False
-        result = self._ep_browser.run(files, inputs, warmup=warmup, iterations=iterations, profile=self._settings.profile)
+        result = self._ep_browser.run(files, inputs, warmup=warmup, iterations=iterations, profile=self._settings.profile,
+                                      # the EP taking no node fails the run, unless a budget allows it: min_ep_nodes=0
+                                      allow_no_ep_nodes=getattr(self._budgets.get("min_ep_nodes"), "limit", None) == 0)
         if self._on_result:
             self._on_result(result)
         exceeded = budgets.check(result, self._budgets, self._settings.budget_scale)

@@ -188,3 +188,29 @@ def free_dims(path: Path, dims=(-1, 3, -1, -1)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))  # onnx's checker refuses negative dims, which real exporters write all the same
     return path
+
+
+def positions(path: Path) -> Path:
+    """y = x + table[0..n-1] with n read from x's shape (Shape -> Gather -> Range on int64, as encoders export
+    position ids): shape arithmetic ORT keeps on the CPU on GPU EPs."""
+    table = _rng().standard_normal((16, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["shape"], name="shape0"),
+         helper.make_node("Gather", ["shape", "one"], ["n"], name="gather_n", axis=0),
+         helper.make_node("Range", ["zero", "n", "one"], ["positions"], name="range0"),
+         helper.make_node("Gather", ["table", "positions"], ["rows"], name="embedding"),
+         helper.make_node("Add", ["x", "rows"], ["y"], name="add0")],
+        "positions",
+        [_info("x", TensorProto.FLOAT, [1, "n", 4])],
+        [_info("y", TensorProto.FLOAT, [1, "n", 4])],
+        initializer=[numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array(1, np.int64), "one"),
+                     numpy_helper.from_array(np.array(0, np.int64), "zero")],
+    )
+    return _save(graph, path)
+
+
+def det_only(path: Path) -> Path:
+    """y = Det(x): one node, which neither the WebGPU nor the WebNN EP has a kernel for."""
+    graph = helper.make_graph([helper.make_node("Det", ["x"], ["y"], name="det0")], "det_only",
+                              [_info("x", TensorProto.FLOAT, [3, 3])], [_info("y", TensorProto.FLOAT, [])])
+    return _save(graph, path)

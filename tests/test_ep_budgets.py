@@ -42,9 +42,43 @@ def test_fallback_budget_fails_where_an_op_falls_back(browserml, models):
     if browserml.ep == "wasm":
         browserml.run(models["det"], x, warmup=0, iterations=1)
         return
-    with pytest.raises(BudgetExceeded, match=r"fallback nodes 1 > budget 0 \(marker on test_fallback_budget.*\): "
-                                             r"Det \(det0\) on CPUExecutionProvider"):
+    with pytest.raises(BudgetExceeded, match=r"fallback nodes 1 > budget 0 \(marker on test_fallback_budget.*\):\n"
+                                             r"  Det on CPUExecutionProvider: det0"):
         browserml.run(models["det"], x, warmup=0, iterations=1)
+
+
+@pytest.mark.browser_ep("webgpu")
+@pytest.mark.budget(max_fallback_nodes=0)
+def test_shape_arithmetic_ort_keeps_on_the_cpu_is_not_compute_fallback(browserml, tmp_path):
+    x = np.ones((1, 5, 4), np.float32)
+    result = browserml.run(modelzoo.positions(tmp_path / "positions.onnx"), {"x": x}, warmup=0, iterations=1)
+    placement = result.placement
+    assert placement.fallback_count == 0 and placement.shape_fallback_count >= 2
+    assert {node.op_type for node in placement.shape_fallback_nodes} <= {"Shape", "Gather", "Range"}
+    with pytest.raises(BudgetExceeded, match=r"shape-arithmetic nodes off the EP \d > budget 0 .*:\n"
+                                             r"  Gather on CPUExecutionProvider: gather_n\n"):
+        from pytest_browserml import budgets
+
+        limits = budgets.resolve([budgets.BudgetLayer("marker", {"max_shape_nodes": 0})], browserml.ep)
+        raise BudgetExceeded("\n".join(budgets.check(result, limits)))
+
+
+@pytest.mark.browser_ep("webgpu", "webnn")
+def test_an_ep_that_takes_no_node_fails_the_run(browserml, tmp_path):
+    from pytest_browserml import ModelRunError
+
+    with pytest.raises(ModelRunError, match=f"{browserml.ep} did not take the graph; ORT placed 1 node"):
+        browserml.run(modelzoo.det_only(tmp_path / "det_only.onnx"), {"x": np.eye(3, dtype=np.float32)},
+                      warmup=0, iterations=1)
+
+
+@pytest.mark.browser_ep("webgpu", "webnn")
+@pytest.mark.budget(min_ep_nodes=0)
+def test_a_budget_can_allow_an_ep_that_takes_no_node(browserml, tmp_path):
+    result = browserml.run(modelzoo.det_only(tmp_path / "det_only.onnx"), {"x": np.eye(3, dtype=np.float32)},
+                           warmup=0, iterations=1)
+    assert result.placement.requested_nodes == 0 and result.placement.fallback_count == 1
+    assert result.outputs["y"] == pytest.approx(1.0)
 
 
 @pytest.mark.browser_ep("webgpu")

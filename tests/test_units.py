@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,65 @@ def test_placement_when_the_ep_was_dropped():
     found = placement.parse(log, ("JsExecutionProvider",))
     assert found.fallback_count == 4 and not found.requested_took_graph
     assert found.dropped_providers == ("webgpu",)
+
+
+SHAPE_LOG = [
+    f"{PREFIX} Node placements",
+    f"{PREFIX}  Node(s) placed on [CPUExecutionProvider]. Number of nodes: 5",
+    f"{PREFIX}   Shape (shape0)",
+    f"{PREFIX}   Gather (gather0)",
+    f"{PREFIX}   Range (range0)",
+    f"{PREFIX}   Gather (embedding)",
+    f"{PREFIX}   Det (det0)",
+    f"{PREFIX}  Node(s) placed on [JsExecutionProvider]. Number of nodes: 1",
+    f"{PREFIX}   Relu (relu0)",
+]
+
+
+def test_shape_arithmetic_that_ort_keeps_on_the_cpu_is_not_compute_fallback():
+    found = placement.parse(SHAPE_LOG, ("JsExecutionProvider",), shape_nodes=frozenset({"shape0", "gather0", "range0"}))
+    assert [node.name for node in found.fallback_nodes] == ["embedding", "det0"] and found.fallback_count == 2
+    assert [node.name for node in found.shape_fallback_nodes] == ["shape0", "gather0", "range0"]
+    assert found.shape_fallback_count == 3
+
+
+def test_fallback_and_shape_budgets_list_the_nodes_grouped_by_op_type():
+    found = placement.parse(SHAPE_LOG, ("JsExecutionProvider",), shape_nodes=frozenset({"shape0", "gather0", "range0"}))
+    result = dataclasses.replace(a_result(), placement=found)
+    limits = budgets.resolve([budgets.BudgetLayer("marker on test_encoder", {"max_fallback_nodes": 1,
+                                                                              "max_shape_nodes": 0})], "webgpu")
+    assert budgets.check(result, limits) == [
+        "fallback nodes 2 > budget 1 (marker on test_encoder, webgpu):\n"
+        "  Det on CPUExecutionProvider: det0\n  Gather on CPUExecutionProvider: embedding",
+        "shape-arithmetic nodes off the EP 3 > budget 0 (marker on test_encoder, webgpu):\n"
+        "  Gather on CPUExecutionProvider: gather0\n  Range on CPUExecutionProvider: range0\n"
+        "  Shape on CPUExecutionProvider: shape0",
+    ]
+    many = dataclasses.replace(found, fallback_nodes=tuple(PlacedNode("Gather", f"g{i}", "CPUExecutionProvider")
+                                                           for i in range(40)), fallback_count=40)
+    line = budgets.check(dataclasses.replace(result, placement=many), limits)[0]
+    assert line.endswith("\n  Gather x40 on CPUExecutionProvider: g0, g1, g2, g3, g4, ... (35 more)")
+
+
+def test_the_nodes_of_a_graph_that_compute_on_shapes_and_indices_only():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pytest_browserml.model import shape_arithmetic
+
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"], name="shape0"),
+         helper.make_node("Gather", ["s", "one"], ["n"], name="gather0", axis=0),
+         helper.make_node("Range", ["zero", "n", "one"], ["positions"], name="range0"),
+         helper.make_node("Gather", ["table", "positions"], ["rows"], name="embedding"),
+         helper.make_node("ArgMax", ["x"], ["best"], name="argmax0")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("best", TensorProto.INT64, None)],
+        initializer=[numpy_helper.from_array(np.array(1, np.int64), "one"),
+                     numpy_helper.from_array(np.array(0, np.int64), "zero"),
+                     numpy_helper.from_array(np.ones((8, 3), np.float32), "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert shape_arithmetic(model) == frozenset({"shape0", "gather0", "range0"})
 
 
 def test_placement_on_wasm_counts_the_nodes_of_the_graph_and_its_subgraphs():
@@ -173,7 +233,7 @@ def test_budget_failure_lines():
     assert lines == [
         "latency p95 61.2 ms > budget 4 ms (marker on test_detector, webgpu)",
         "gpu buffer memory 50 MiB > budget 10 MiB (marker on test_detector, webgpu)",
-        "fallback nodes 1 > budget 0 (marker on test_detector, webgpu): Det (det0) on CPUExecutionProvider",
+        "fallback nodes 1 > budget 0 (marker on test_detector, webgpu):\n  Det on CPUExecutionProvider: det0",
     ]
     assert budgets.check(a_result(p50=61.2), limits, time_scale=20)[0:1] == [
         "gpu buffer memory 50 MiB > budget 10 MiB (marker on test_detector, webgpu)"]
