@@ -27,6 +27,7 @@ def big_model(tmp_path_factory):
 
 
 @pytest.mark.browser_ep("wasm", "webgpu")
+@pytest.mark.budget(wasm_memory="1 GB", gpu_memory="1 GB")  # a page of its own: earlier tests' memory is not in it
 def test_memory_holding_100_mb_of_weights_is_measured(browserml, big_model):
     n = 5000
     result = browserml.run(big_model, {"x": np.ones((1, n), np.float32)}, warmup=0, iterations=1)
