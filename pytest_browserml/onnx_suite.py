@@ -10,7 +10,7 @@ failed (wrong outputs, or ORT cannot load or run the model) or skipped.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +40,7 @@ class OnnxCaseError(Exception):
 def collect_directory(path: Path, parent: pytest.Collector) -> OnnxTestFolder | None:
     """The folder's tests if it is an ONNX test case; None lets pytest walk it as usual."""
     model = _model_file(path)
-    data_sets = _numbered(path, DATA_SET) if model is not None else []
+    data_sets = _numbered(path.iterdir(), DATA_SET) if model is not None else []
     if data_sets:
         return OnnxTestFolder.from_parent(parent, path=path, model=model, data_sets=data_sets)
     return None
@@ -76,8 +76,9 @@ class OnnxDataSet(pytest.Item):
         ep_browser = usable_ep_browser(self.config, self.ep, timed=False)  # one untimed run per data set
         model_files = self.config.stash[RUNTIME_KEY].model_files(self.model)
         input_names, output_names = _tensor_names(model_files)
-        inputs = self._read_tensors("input", input_names)
-        expected = self._read_tensors("output", output_names)
+        entries = list(self.data_set.iterdir())  # listed once for inputs and outputs
+        inputs = self._read_tensors("input", input_names, entries)
+        expected = self._read_tensors("output", output_names, entries)
         feeds = {name: array for name, (_, array) in inputs.items()}
         try:
             result = ep_browser.run(model_files, feeds, warmup=0, iterations=1)
@@ -96,9 +97,11 @@ class OnnxDataSet(pytest.Item):
             goldens = {name: file for name, (file, _) in expected.items()}
             raise OnnxCaseError(self._mismatch_text(comparisons, goldens))
 
-    def _read_tensors(self, kind: str, names: list[str] | None) -> dict[str, tuple[Path, np.ndarray]]:
-        """`kind`_K.pb in K order, keyed by the model's K-th name (by the tensor's own name for .ort models)."""
-        files = _numbered(self.data_set, kind, ".pb")
+    def _read_tensors(self, kind: str, names: list[str] | None,
+                      entries: list[Path]) -> dict[str, tuple[Path, np.ndarray]]:
+        """`kind`_K.pb among the data set's `entries` in K order, keyed by the model's K-th name (by the
+        tensor's own name for .ort models)."""
+        files = _numbered(entries, kind, ".pb")
         if names is not None and len(files) > len(names):
             raise OnnxCaseError(f"{self._show(self.data_set)} has {len(files)} {kind}_K.pb files, "
                                 f"but {self.model.name} has only {len(names)} {kind}s ({', '.join(names)})")
@@ -144,10 +147,10 @@ def _model_file(folder: Path) -> Path | None:
     return next((folder / name for name in MODEL_NAMES if (folder / name).is_file()), None)
 
 
-def _numbered(folder: Path, prefix: str, suffix: str = "") -> list[Path]:
-    """`prefix`_N entries of the folder in N order (10 after 9), as ONNX's runner reads them."""
+def _numbered(entries: Iterable[Path], prefix: str, suffix: str = "") -> list[Path]:
+    """The `prefix`_N entries of a folder in N order (10 after 9), as ONNX's runner reads them."""
     pattern = re.compile(rf"{re.escape(prefix)}_(\d+){re.escape(suffix)}")
-    found = [(int(match[1]), path) for path in folder.iterdir() if (match := pattern.fullmatch(path.name))]
+    found = [(int(match[1]), path) for path in entries if (match := pattern.fullmatch(path.name))]
     return [path for _, path in sorted(found)]
 
 
