@@ -8,7 +8,7 @@ CPU of the whole process tree (sampled from /proc, by kind of process), the outc
 and threads the runs report, and a worker's fixed costs (start to collected, collected to first test,
 of which its browser's start). `--tiers` adds which V8 tier wins for each kind of suite: the node suite
 at -n 0 and at the largest N on tier-up (V8's default) and on Liftoff only, and a larger model timed
-by a `browserml` test (p50 of 30 runs, and the test's wall) on each tier. Runs go in interleaved rounds
+by a `browserml` test (p50 of 30 runs, and the test's wall) on each tier; and -n 0 on one thread per page. Runs go in interleaved rounds
 (`--rounds`), so that load from other processes falls on every N alike; the load average is printed.
 
 The corpus: the ONNX-layout folders the onnx wheel ships (pytorch-converted, pytorch-operator, simple:
@@ -139,6 +139,9 @@ def tiers(folder: Path, most: int) -> None:
             walls[tier] = run["wall_s"]
         figure(NAME, f"node suite -n {workers}: tier-up wall / liftoff wall", walls["tier-up"] / walls["liftoff"], "x",
                note="> 1: liftoff wins (the default for ONNX test-data folders)")
+    one = measure(folder, "node", 0, "node suite -n 0, --browserml-wasm-threads 1", ("--browserml-wasm-threads", "1"))
+    figure(NAME, "node suite -n 0 on 1 thread per page", one["wall_s"], "s",
+           note="against -n 0's default threads above: whether the baseline's threads help the node suite")
     timed = folder / "timed"
     timed.mkdir(exist_ok=True)
     _larger_model(timed / "larger.onnx")
