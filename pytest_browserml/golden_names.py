@@ -23,12 +23,13 @@ _NPZ = ".npz"
 _OBTAINED = ".obtained"
 # Path separators, the Windows drive colon, what Windows forbids and the escape itself.
 _ESCAPED = frozenset('%/\\:<>"|?*')
+# as a str.translate table (C speed: the xdist controller indexes every collected test of every worker)
+_ESCAPE_TABLE = {code: f"%{code:02X}" for code in (*map(ord, _ESCAPED), *range(0x20), 0x7F)}
 
 
 def escape(text: str) -> str:
     """`text` as one portable file-name part; different texts never give the same part."""
-    return "".join(f"%{ord(char):02X}" if char in _ESCAPED or ord(char) < 0x20 or ord(char) == 0x7F else char
-                   for char in text)
+    return text.translate(_ESCAPE_TABLE)
 
 
 def ep_tag(ep_id: str) -> str:

@@ -35,6 +35,7 @@ class GoldenLedger:
     used: set[str] = field(default_factory=set)
     written: dict[str, tuple[str, ...]] = field(default_factory=dict)
     not_whole: list[str] = field(default_factory=list)  # why this session did not collect and run every test
+    _indexed: set[str] = field(default_factory=set)  # node ids the workers sent (the controller's index)
     refusals: dict[str, str] = field(default_factory=dict)  # test id -> the golden file it would share
 
     def __post_init__(self) -> None:
@@ -57,8 +58,11 @@ class GoldenLedger:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        # every worker sends the same ids: index each once (16 workers x 1,884 node-suite ids took seconds)
         for nodeid in ids:
-            self.index.add(nodeid)
+            if nodeid not in self._indexed:
+                self._indexed.add(nodeid)
+                self.index.add(nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed and report.when != "call":

@@ -161,3 +161,20 @@ def pytest_sessionfinish(session):
     result = pytester.runpytest_subprocess("cases", "--collect-only")
     assert result.ret == 0
     assert _browsers_seen(pytester) == {"end": []}
+
+
+def test_a_test_left_without_eps_by_its_marker_is_skipped_and_no_browser_starts_for_it(pytester):
+    pytester.makeconftest(ENGINE_PROBE)
+    pytester.makepyfile("""
+import pytest
+
+@pytest.mark.browser_ep("webnn")
+def test_webnn_only(browserml):
+    pass
+
+def test_plain():
+    pass
+""")
+    result = pytester.runpytest_subprocess("--browser-ep", "wasm", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert _browsers_seen(pytester) == {"test_plain": []}
