@@ -156,6 +156,10 @@ class Runtime:
             sha256 = provision.file_sha256(path)
             route = f"models/{sha256}"
             facts = model_facts.read(path)
+            missing = [location for location in facts.external_data if not (path.parent / location).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{path}: its external data file {path.parent / missing[0]} is missing "
+                                        f"(the model names {missing[0]!r} as the location of its weights)")
             external = tuple(
                 {"path": location, "data": self.server.register_file(f"{route}/{location}", path.parent / location)}
                 for location in facts.external_data
@@ -303,7 +307,7 @@ class EpBrowser:
         try:
             answer = page.call("run", request)
         except PageFailure as failure:
-            raise ModelRunError(f"{self._where(model)}: {failure}") from None
+            raise ModelRunError(f"{self._where(model)}: {server.redact(str(failure))}") from None
         finally:
             uploaded = server.collect(request["outputUrl"])  # closes the mailbox, used or not
             server.discard(request.get("inputUrl", ""))
@@ -314,11 +318,11 @@ class EpBrowser:
         if not answer["ok"]:
             if self.ep.name == "webnn":  # ORT-web's WebNN backend keeps state of a failed run that fails later ones
                 page.close()
-            raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {answer['error']}"
+            raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {server.redact(answer['error'])}"
                                 + _too_large(self.ep, answer["error"]))
         if answer["gpuErrors"]:  # WebGPU errors nobody caught, e.g. validation: the outputs cannot be trusted
             page.close()  # more of this run's errors may still arrive: they must not fail the next run
-            errors = "\n".join(answer["gpuErrors"])
+            errors = server.redact("\n".join(answer["gpuErrors"]))
             raise ModelRunError(f"{self._where(model)}: the browser reported a WebGPU error:"
                                 + _too_large(self.ep, errors) + "\n" + errors)
         if answer["log"] is not None:  # a new session: its creation log says where the nodes went

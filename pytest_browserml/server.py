@@ -15,7 +15,10 @@ refuses what would leave a file's folder: routes with `..` or empty parts (an
 external data location such as `../../etc/passwd` or `/etc/passwd`) and
 symlinks that point out of their folder. Files are opened without following a
 symlink swapped in after registration, and only mailboxes the server issued
-accept a PUT, once.
+accept a PUT, once. Routes travel percent-encoded (any file name the OS allows:
+spaces, `#`, `?`, non-ASCII) and are decoded before the lookup. A request whose
+Host is not this server's address, or whose Origin is another site's (a page
+elsewhere that learnt the token), is refused, the page's channel included.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import queue
 import secrets
 import shutil
 import stat
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from .channel import PageChannel, accept_key
 
@@ -56,7 +61,7 @@ class HarnessServer:
         self._channels: dict[str, queue.Queue] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((HOST, 0), _handler_for(self))
+        self._httpd = _QuietServer((HOST, 0), _handler_for(self))
         self._httpd.daemon_threads = True
         # shutdown() waits for the loop's next poll: at the default 0.5 s that was most of a worker's exit
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -64,12 +69,27 @@ class HarnessServer:
         self._thread.start()
 
     @property
-    def base_url(self) -> str:
+    def origin(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/{self.token}/"
+        return f"http://{host}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/{self.token}/"
 
     def url(self, route: str) -> str:
-        return self.base_url + route
+        return self.base_url + quote(route, safe="/")
+
+    def redact(self, text: str) -> str:
+        """`text` (a browser's or ORT's message) with each served file's URL replaced by its local path,
+        and no session token left in it."""
+        if self.token not in text:
+            return text
+        with self._lock:
+            routes = sorted(self._files.items(), key=lambda item: -len(item[0]))
+        for route, path in routes:
+            text = text.replace(self.url(route), str(path)).replace(self.base_url + route, str(path))
+        return text.replace(self.token, "<token>")
 
     def register_file(self, route: str, path: Path) -> str:
         """Serve `path` at `route` (e.g. models/<sha256>/model.onnx) and return its URL.
@@ -176,6 +196,14 @@ def _open_regular(path: Path):
     return open(fd, "rb")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A page that goes away mid-request (a closed or crashed tab, a reset) is no error of ours:
+        socketserver would print its traceback into the test output."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
 def _handler_for(server: HarnessServer):
     token = server.token.encode()
 
@@ -251,13 +279,18 @@ def _handler_for(server: HarnessServer):
             self.close_connection = True
 
         def _key(self) -> str | None:
-            """The route after `/<token>/`, or None once a 404 has been sent."""
+            """The route after `/<token>/`, decoded, or None once a 403 or 404 has been sent."""
+            origin = self.headers.get("Origin")
+            if self.headers.get("Host") != server.origin.removeprefix("http://") or origin not in (None, server.origin):
+                self._respond(HTTPStatus.FORBIDDEN, "text/plain", [b"not for this host or origin"])
+                self.close_connection = True
+                return None
             path = self.path.split("?", 1)[0]
             given, slash, key = path.removeprefix("/").partition("/")
             if not (path.startswith("/") and slash and secrets.compare_digest(given.encode(), token)):
                 self._respond(HTTPStatus.NOT_FOUND, "text/plain", [b"not served"])
                 return None
-            return key
+            return unquote(key)
 
         def _respond(self, status, content_type, parts):
             self._headers(status, content_type, sum(len(memoryview(p).cast("B")) for p in parts))

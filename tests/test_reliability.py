@@ -113,6 +113,27 @@ def test_external_data_outside_the_models_folder_is_not_served(browserml, tmp_pa
         browserml.run(model, {"x": ones((2, 3))}, warmup=0, iterations=1)
 
 
+@pytest.mark.browser_ep("wasm")
+@pytest.mark.parametrize("name", ["my model", "modèle 日本", "a#b", "what?", "100%", "a+b&c=d;e"])
+def test_a_model_and_its_external_data_run_whatever_their_file_names(browserml, tmp_path, name):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert np.array_equal(browserml.run(modelzoo.add(tmp_path / f"{name}.onnx"), {"x": x}).outputs["y"], x + x)
+    external = modelzoo.external_data(tmp_path / "external" / f"{name}.onnx")  # weights in "<name>.weights"
+    x = np.ones((1, 256), np.float32)
+    expected = modelzoo.reference(external, {"x": x})["y"]
+    np.testing.assert_allclose(browserml.run(external, {"x": x}).outputs["y"], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.browser_ep("wasm")
+def test_missing_external_data_names_the_local_file_and_never_the_token(browserml, tmp_path):
+    model = modelzoo.external_data(tmp_path / "model.onnx")
+    (tmp_path / "model.weights").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        browserml.run(model, {"x": np.ones((1, 256), np.float32)})
+    assert f"its external data file {tmp_path / 'model.weights'} is missing" in str(error.value)
+    assert browserml._ep_browser.runtime.server.token not in str(error.value)
+
+
 def gpu_max_buffer_size(browserml) -> int:
     page = browserml._ep_browser.page().page
     return page.evaluate("async () => (await navigator.gpu.requestAdapter()).limits.maxBufferSize")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import struct
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -95,10 +97,10 @@ def test_the_token_is_random_per_server_and_required(tree, server):
     assert get(server, "index.html")[0] == 200
     wrong = "A" * len(server.token)
     for path in ("/index.html", "/", f"/{wrong}/index.html", f"/{server.token[:-1]}/index.html",
-                 f"/{server.token}x/index.html", f"/{server.token}", f"/x/{server.token}/index.html",
-                 f"http://127.0.0.1/{wrong}/index.html"):
+                 f"/{server.token}x/index.html", f"/{server.token}", f"/x/{server.token}/index.html"):
         status, body = request(server, "GET", path)
         assert status == 404 and body == b"not served", path
+    assert request(server, "GET", f"http://127.0.0.1/{wrong}/index.html")[0] == 403  # its Host lacks the port
 
 
 def test_registered_files_are_served_and_nothing_else(tree, server):
@@ -247,11 +249,12 @@ def test_a_large_file_is_streamed_whole(tree, server):
     assert get(server, "models/abc/big.bin") == (200, big.read_bytes())
 
 
-def open_websocket(server: HarnessServer, path: str) -> tuple[int, socket.socket]:
+def open_websocket(server: HarnessServer, path: str, origin: str | None = None) -> tuple[int, socket.socket]:
     """A browser's WebSocket handshake on `path`: the status line's code, and the connection."""
     address = urlsplit(server.base_url)
     connection = socket.create_connection((address.hostname, address.port), timeout=10)
-    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {address.netloc}\r\nUpgrade: websocket\r\n"
+    origin_line = f"Origin: {origin}\r\n" if origin else ""
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {address.netloc}\r\n{origin_line}Upgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
     head = b""
@@ -290,3 +293,47 @@ def test_a_call_channel_opens_once_under_the_token_and_carries_calls(server):
         with pytest.raises(ChannelClosed):
             late.result()
     channel.close()
+
+
+@pytest.mark.parametrize("name", ["my model.onnx", "modèle_日本.onnx", "a#b.onnx", "what?.onnx", "100%.onnx",
+                                  "a+b&c=d;e.onnx"])
+def test_any_file_name_is_served_at_its_escaped_url(tree, server, name):
+    own_file(tree, name, b"named " + name.encode())
+    url = server.register_file(f"models/escaped/{name}", tree / "models" / name)
+    assert " " not in url and "#" not in url and "?" not in url and url.isascii()
+    assert request(server, "GET", url.removeprefix(server.origin)) == (200, b"named " + name.encode())
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"Origin": "http://evil.example"}, 403),
+    ({"Origin": "null"}, 403),
+    ({"Host": "evil.example"}, 403),
+    ({"Host": "localhost"}, 403),
+    ({}, 200),
+])
+def test_only_this_servers_host_and_origin_are_answered(server, headers, status):
+    assert request(server, "GET", f"/{server.token}/index.html", headers=headers)[0] == status
+
+
+def test_a_page_elsewhere_holding_the_token_is_not_handed_the_channel(server):
+    url, connected = server.expect_channel()
+    route = url.removeprefix("ws" + server.base_url.removeprefix("http"))
+    status, page = open_websocket(server, f"/{server.token}/{route}", origin="http://evil.example")
+    assert status == 403
+    assert connected.empty()
+    assert open_websocket(server, f"/{server.token}/{route}", origin=server.origin)[0] == 101
+
+
+def test_a_client_resetting_its_connection_is_not_a_traceback(tree, server, capfd):
+    big = own_file(tree, "reset.bin", os.urandom(32 << 20))
+    url = server.register_file("models/reset/reset.bin", big)
+    address = urlsplit(server.base_url)
+    for _ in range(3):
+        connection = socket.create_connection((address.hostname, address.port), timeout=10)
+        connection.sendall(f"GET {url.removeprefix(server.origin)} HTTP/1.1\r\nHost: {address.netloc}\r\n\r\n".encode())
+        connection.recv(1024)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # an RST while the server still writes
+    assert get(server, "index.html")[0] == 200  # the server goes on
+    time.sleep(1)  # the handlers meet the reset
+    assert "Traceback" not in capfd.readouterr().err
