@@ -73,9 +73,10 @@ def localise(result: RunResult, run_copy: RunCopy, tolerance_for: ToleranceFor) 
     found = find_divergences(graph.nodes, exposed.outputs, native, tolerance_for,
                              method=f"{len(graph.exposable)} values exposed as outputs of a copy, run on "
                                     f"{result.ep} and in native onnxruntime",
-                             notes=(*graph.notes(), *_placement_notes(result.placement, exposed.placement)))
+                             notes=(*graph.notes(),
+                                    *_placement_notes(result.placement, exposed.placement, len(graph.nodes))))
     if not found.divergences and _diverges(result.outputs, native, graph.outputs, tolerance_for):
-        ran = sum(result.placement.nodes_per_provider.values())
+        ran = _ran(result.placement)
         fused = f"ORT ran the test's model as {ran} nodes for the graph's {len(graph.nodes)}, " \
             if 0 < ran < len(graph.nodes) else ""
         return bisect(result, graph, run_copy, tolerance_for,
@@ -135,15 +136,23 @@ def _diverges(obtained: Mapping[str, np.ndarray], expected: Mapping[str, np.ndar
                for name in names)
 
 
-def _placement_notes(original: Placement, copy: Placement) -> tuple[str, ...]:
-    """Say when exposing values changed where ORT put the nodes (its fusions and partitions)."""
-    if original.nodes_per_provider == copy.nodes_per_provider:
-        return ()
-
+def _placement_notes(original: Placement, copy: Placement, graph_nodes: int) -> tuple[str, ...]:
+    """Say where ORT fused the test's model (fewer nodes than the graph: on WebNN one node, its whole graph)
+    and when exposing values changed its fusions or partitions."""
     def placed(placement: Placement) -> str:
-        return ", ".join(f"{count} on {name}" for name, count in placement.nodes_per_provider.items())
+        return ", ".join(f"{count} node(s) on {name}" for name, count in placement.nodes_per_provider.items())
 
-    fused = ", ".join(f"{node.op_type} {node.name!r}" for node in original.fallback_nodes)
-    return (f"exposing values changed ORT's placement: the test's model ran as {placed(original)} node(s), "
-            f"the copy as {placed(copy)}" + (f" (the test's run placed {fused} off {original.requested[0]})"
-                                              if fused else ""),)
+    same = original.nodes_per_provider == copy.nodes_per_provider
+    off_ep = ", ".join(f"{node.op_type} {node.name!r}" for node in original.fallback_nodes)
+    where = f" (it placed {off_ep} off {original.requested[0]})" if off_ep else ""
+    if 0 < _ran(original) < graph_nodes:
+        return (f"ORT fused the test's model: it ran as {placed(original)} for the graph's {graph_nodes}{where}; "
+                + ("the copy with its values exposed ran the same" if same else f"the copy as {placed(copy)}"),)
+    if same:
+        return ()
+    return (f"exposing values changed ORT's placement: the test's model ran as {placed(original)}{where}, "
+            f"the copy as {placed(copy)}",)
+
+
+def _ran(placement: Placement) -> int:
+    return sum(placement.nodes_per_provider.values())
