@@ -116,12 +116,11 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     if reference_model is not None:
         record = replace(record, path=f"native onnxruntime outputs of {target.show(reference_model)}")
     elif policy.update == "all" or (policy.update == "missing" and not exists):
-        if name is not None and sidecar and not goldens.same_model(sidecar.get("model"), target.show(result.model)):
+        if name is not None and _of_another_model(sidecar, result, target):
             policy.record(record)
             raise GoldenMismatch(
                 f"{target.show(files.npz)} is the golden of {sidecar['model']}, not of {target.show(result.model)}: "
-                f"a different model may not overwrite it. Give this test its own golden (another name=), "
-                f"or delete {target.show(files.npz)} and {target.show(files.sidecar)} to make it from this model."
+                f"a different model may not overwrite it. {_own_golden_advice(target, files)}"
             )
         wanted = dict(result.outputs) if per_ep else reference.outputs(result.model, result.inputs)
         old = _readable_or_none(files.npz) if exists else None
@@ -159,7 +158,8 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     if reference_model is not None:
         text = _reference_model_text(result, record.path, comparisons, localisation)
     else:
-        text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep, localisation)
+        text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep,
+                              name is not None, localisation)
     try:
         goldens.write_golden(obtained, result.outputs,
                              _metadata(result, target, result.outputs, per_ep, layers, [target.nodeid_without_ep],
@@ -174,6 +174,15 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
 
 # Bytes per element of the widest dtype a golden may hold: its outputs need no more than this.
 _WIDEST_ITEM = 8
+
+
+def _of_another_model(sidecar: dict | None, result: RunResult, target: GoldenTarget) -> bool:
+    return bool(sidecar) and not goldens.same_model(sidecar.get("model"), target.show(result.model))
+
+
+def _own_golden_advice(target: GoldenTarget, files: goldens.GoldenFiles) -> str:
+    return (f"Give this test its own golden (another name=), or delete {target.show(files.npz)} and "
+            f"{target.show(files.sidecar)} to make it from this model.")
 
 
 def _used_by(sidecar: dict | None, target: GoldenTarget) -> list[str]:
@@ -200,7 +209,7 @@ def _readable_or_none(path: Path) -> dict | None:
 
 def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.GoldenFiles,
                    comparisons: Sequence[OutputComparison], layers: Sequence[ToleranceLayer], precision,
-                   expected: dict, per_ep: bool, localisation) -> str:
+                   expected: dict, per_ep: bool, shared: bool, localisation) -> str:
     failed = [c for c in comparisons if not c.passed]
     lines = [f"{len(failed)} of {len(comparisons)} outputs differ from the golden {target.show(files.npz)} "
              f"on {result.ep}"]
@@ -216,7 +225,10 @@ def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.Golde
     lines += [f"output {c.name!r}: within tolerance ({c.tolerance.describe()})" for c in comparisons if c.passed]
     if localisation:
         lines.append(localisation.format())
-    if per_ep or stale:
+    if shared and _of_another_model(sidecar, result, target):  # an update would be refused
+        lines.append(f"it is the golden of {sidecar['model']}, which this model may not overwrite. "
+                     f"{_own_golden_advice(target, files)}")
+    elif per_ep or stale:
         lines.append(f"if this change is intended, run: {target.update_command(result.ep)}")
     else:
         lines += _reference_advice(result, expected, failed, layers, precision)
