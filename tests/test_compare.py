@@ -47,7 +47,30 @@ def test_float16_values_nudged_by_two_ulp_pass_ulp_budget():
     assert result.passed
     assert result.mismatched == 0
     assert result.max_ulp == 2
-    assert result.diagnosis == "float16-rounding-sized drift (max 2 ULP in float16)"
+    assert result.diagnosis == "within tolerance"  # only failures are diagnosed
+    assert compare("y", obtained, golden, Tolerance(ulp=1)).diagnosis == "float16-rounding-sized drift (max 2 ULP in float16)"
+
+
+def test_a_passing_output_is_within_tolerance_however_it_differs():
+    expected = data()
+    result = compare("y", expected + np.float32(3e-6), expected, Tolerance(atol=1e-4, rtol=1e-4))
+    assert result.passed and result.diagnosis == "within tolerance"
+
+
+def test_max_ulp_leaves_out_pairs_across_zero_where_ulps_mean_nothing():
+    expected = np.array([1e-9, 2.0, 0.0], np.float32)
+    obtained = np.array([-1e-9, np.nextafter(np.float32(2.0), np.float32(3.0)), 1e-30], np.float32)
+    assert compare("y", obtained, expected, Tolerance(atol=1e-6)).max_ulp == 1
+
+
+def test_drift_near_zero_within_float16_rounding_of_the_tensors_scale_is_float16_drift():
+    """1e-4 against 3e-4 is 3,000 float16 ULPs of the value itself, but a fifth of one at the outputs' scale."""
+    expected = np.array([1.0, -0.5, 1e-4, -2.0, 0.75], np.float32)
+    obtained = expected.astype(np.float16).astype(np.float32)
+    obtained[2] = 3e-4
+    result = compare("y", obtained, expected, Tolerance(atol=1e-6))
+    assert not result.passed
+    assert result.diagnosis == "float16-rounding-sized drift (max 1 ULP in float16)"
 
 
 def test_float16_ulp_budget_too_small_fails():

@@ -143,6 +143,7 @@ def test_a_broken_int8_kernel_fails_against_the_float32_model(browserml, encoder
     text = str(failure.value)
     assert "differ from the native onnxruntime outputs of" in text and "encoder_fp32.onnx on wasm" in text
     assert "cosine similarity" in text and "the model computes in integers (quantized:" in text
+    assert "diagnosis: errors larger than float16 rounding: max abs error" in text
 
 
 ENCODER_WEBGPU = {
