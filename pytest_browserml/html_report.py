@@ -2,8 +2,10 @@
 
 The test x EP matrix; for each failure its message, the error statistics per
 output, the error of each node along the graph when the failure was localised,
-a histogram of the errors and, for image-shaped outputs (2-D, or 4-D
-NCHW/NHWC), expected, obtained and a heatmap of the difference side by side;
+a histogram of the errors (with axes) and a picture of every output: a line plot
+of expected, obtained and their difference for vectors, else expected, obtained
+and a heatmap of the difference side by side (3-D such as sequence x hidden as
+rows x hidden, 4-D NCHW/NHWC per channel);
 and the p50 latency of every test on every EP as a small chart.
 """
 
@@ -161,7 +163,7 @@ def _divergence_plot(localisation: dict) -> str:
 
 def _pictures(golden: dict) -> list[str]:
     """Histogram of errors and image views for each output that failed, from the files on disk."""
-    if not golden.get("obtained"):
+    if not golden.get("obtained") or not Path(golden["path"]).is_file():  # reference= outputs are not stored
         return []
     try:
         expected = goldens.read_golden(Path(golden["path"]))
@@ -173,33 +175,89 @@ def _pictures(golden: dict) -> list[str]:
         name = output["name"]
         if output["passed"] or name not in expected or name not in obtained:
             continue
-        want, got = expected[name], obtained[name]
-        if want.shape != got.shape or want.dtype.kind not in "fiub":
-            continue
-        difference = np.abs(got.astype(np.float64) - want.astype(np.float64))
-        parts.append(f"<h5>output {_e(name)}: absolute errors (count on a log scale)</h5>{_histogram(difference)}")
-        channel = _worst_channel(difference)
-        image = _as_image(want, channel)
-        if image is not None:
-            views = [("expected", image), ("obtained", _as_image(got, channel)),
-                     ("|difference|", _as_image(difference, channel))]
-            where = f" (channel {channel}, where the largest error is)" if want.ndim == 4 and image.ndim == 2 else ""
-            parts.append(f"<h5>output {_e(name)}{where}</h5>")
-            figures = [
-                f"<figure><img class='picture' alt='{label} {_e(name)}' src='{_png(view, heat=label.startswith('|'))}'>"
-                f"<figcaption>{label}</figcaption></figure>" for label, view in views
-            ]
-            parts.append(f"<div class='pictures'>{''.join(figures)}</div>")
+        parts += output_pictures(name, expected[name], obtained[name])
     return parts
 
 
+def output_pictures(name: str, want: np.ndarray, got: np.ndarray) -> list[str]:
+    """A histogram of the errors and a picture for any shape: a line plot of expected, obtained and their
+    difference for vectors; expected, obtained and a heatmap of the difference for everything else
+    (2-D as is, 3-D such as sequence x hidden as rows x last axis, 4-D NCHW/NHWC per channel)."""
+    if want.shape != got.shape or want.dtype.kind not in "fiub" or want.size < 2:
+        return []
+    difference = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    parts = [f"<h5>output {_e(name)}: absolute errors</h5>{_histogram(difference)}"]
+    if sum(size > 1 for size in want.shape) == 1:
+        return [*parts, f"<h5>output {_e(name)}: values along the index</h5>"
+                        f"{_line_plot(want.reshape(-1), got.reshape(-1))}"]
+    channel = _worst_channel(difference)
+    image = _as_image(want, channel)
+    if image is None:
+        return parts
+    views = [("expected", image), ("obtained", _as_image(got, channel)),
+             ("|difference|", _as_image(difference, channel))]
+    where = (f" (channel {channel}, where the largest error is)" if want.ndim == 4 and image.ndim == 2
+             else f" (as {image.shape[0]} rows x {image.shape[1]})" if want.ndim != 2 and image.ndim == 2 else "")
+    parts.append(f"<h5>output {_e(name)}{where}</h5>")
+    figures = [
+        f"<figure><img class='picture' alt='{label} {_e(name)}' src='{_png(view, heat=label.startswith('|'))}'>"
+        f"<figcaption>{label}</figcaption></figure>" for label, view in views
+    ]
+    parts.append(f"<div class='pictures'>{''.join(figures)}</div>")
+    return parts
+
+
+LINE_POINTS = 400
+
+
+def _line_plot(want: np.ndarray, got: np.ndarray) -> str:
+    """Expected (blue) and obtained (red, dashed) over the index, and obtained - expected below, with axes;
+    at most LINE_POINTS points each (every n-th element of longer vectors)."""
+    step = max(1, math.ceil(want.size / LINE_POINTS))
+    index = np.arange(0, want.size, step)
+    expected, obtained = (np.nan_to_num(v[::step].astype(np.float64)) for v in (want, got))
+    panels = [("values", [(expected, "#4a7fc1", ""), (obtained, "#c14a4a", "4 2")]),
+              ("obtained - expected", [(obtained - expected, "#444", "")])]
+    width, height, left, gap = 420, 90, 56, 28
+    shapes = []
+    for number, (title, lines) in enumerate(panels):
+        top = number * (height + gap) + 14
+        low = min(float(line.min()) for line, _, _ in lines)
+        high = max(float(line.max()) for line, _, _ in lines)
+        high = high if high > low else low + 1.0
+        shapes += _axes(left, top, width, height, f"{low:.3g}", f"{high:.3g}", "0", f"{want.size - 1}", title)
+        for values, colour, dash in lines:
+            x = left + width * index / max(1, want.size - 1)
+            y = top + height * (high - values) / (high - low)
+            points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y))
+            shapes.append(f"<polyline points='{points}' fill='none' stroke='{colour}' stroke-width='1'"
+                          + (f" stroke-dasharray='{dash}'" if dash else "") + "/>")
+    total = len(panels) * (height + gap) + 10
+    return (f"<svg class='line-plot' xmlns='http://www.w3.org/2000/svg' width='{left + width + 20}' "
+            f"height='{total}'>{''.join(shapes)}</svg>")
+
+
+def _axes(left: float, top: float, width: float, height: float, y_low: str, y_high: str, x_low: str, x_high: str,
+          title: str) -> list[str]:
+    """Two axis lines with their end values and a title above."""
+    bottom = top + height
+    return [f"<line class='axis' x1='{left}' y1='{top}' x2='{left}' y2='{bottom}' stroke='#222'/>",
+            f"<line class='axis' x1='{left}' y1='{bottom}' x2='{left + width}' y2='{bottom}' stroke='#222'/>",
+            f"<text x='{left - 4}' y='{top + 8}' font-size='10' text-anchor='end'>{_e(y_high)}</text>",
+            f"<text x='{left - 4}' y='{bottom}' font-size='10' text-anchor='end'>{_e(y_low)}</text>",
+            f"<text x='{left}' y='{bottom + 12}' font-size='10'>{_e(x_low)}</text>",
+            f"<text x='{left + width}' y='{bottom + 12}' font-size='10' text-anchor='end'>{_e(x_high)}</text>",
+            f"<text x='{left}' y='{top - 4}' font-size='11'>{_e(title)}</text>"]
+
+
 def _as_image(array: np.ndarray, channel: int = 0) -> np.ndarray | None:
-    """A 2-D (or RGB) view of an image-shaped output: 2-D as is; 4-D NCHW or NHWC, first image,
-    its RGB channels when there are three, else the given channel."""
+    """A 2-D (or RGB) view of an output: 2-D as is; 4-D NCHW or NHWC, first image, its RGB channels
+    when there are three, else the given channel; any other rank as rows x its last axis."""
     if array.ndim == 2 and min(array.shape) >= 2:
         return array.astype(np.float64)
     if array.ndim != 4:
-        return None
+        rows = array.reshape(-1, array.shape[-1]) if array.ndim else array.reshape(1, 1)
+        return rows.astype(np.float64) if min(rows.shape) >= 2 else None
     first = _channels_last(array)[0]
     if min(first.shape[:2]) < 2:
         return None
@@ -223,6 +281,8 @@ def _png(values: np.ndarray, heat: bool = False) -> str:
     from PIL import Image
 
     finite = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    if heat and finite.ndim == 3:  # an RGB difference: the largest of its channels
+        finite = finite.max(axis=2)
     low, high = float(finite.min()), float(finite.max())
     scaled = (finite - low) / (high - low) if high > low else np.zeros_like(finite)
     if heat:  # black -> red -> yellow: where the differences are
@@ -243,15 +303,16 @@ def _histogram(difference: np.ndarray) -> str:
         return "<p>no finite differences</p>"
     counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
     # counts on a log scale: a few large errors stay visible beside many tiny ones
-    width, height, top = 12, 100, math.log1p(int(counts.max()))
+    width, height, top, left, above = 12, 100, math.log1p(int(counts.max())), 56, 16
     bars = "".join(
-        f"<rect x='{i * width}' y='{height - height * math.log1p(c) / top:.1f}' width='{width - 1}' "
+        f"<rect x='{left + i * width}' y='{above + height - height * math.log1p(c) / top:.1f}' width='{width - 1}' "
         f"height='{height * math.log1p(c) / top:.1f}' fill='#c14a4a'>"
         f"<title>{edges[i]:.3g} to {edges[i + 1]:.3g}: {c}</title></rect>"
         for i, c in enumerate(counts))
-    return (f"<svg class='histogram' xmlns='http://www.w3.org/2000/svg' width='{HISTOGRAM_BINS * width}' "
-            f"height='{height + 16}'>{bars}<text x='0' y='{height + 14}' font-size='11'>0</text>"
-            f"<text x='{HISTOGRAM_BINS * width - 60}' y='{height + 14}' font-size='11'>{edges[-1]:.3g}</text></svg>")
+    axes = _axes(left, above, HISTOGRAM_BINS * width, height, "0", f"{int(counts.max())}", f"{edges[0]:.3g}",
+                 f"{edges[-1]:.3g}", "elements (log scale) per |obtained - expected|")
+    return (f"<svg class='histogram' xmlns='http://www.w3.org/2000/svg' width='{left + HISTOGRAM_BINS * width + 40}' "
+            f"height='{above + height + 16}'>{bars}{''.join(axes)}</svg>")
 
 
 def _relative(path: str, rootdir: Path) -> str:
