@@ -537,3 +537,41 @@ def test_declared_sizes_beyond_the_limits_are_refused_before_inflating(tmp_path,
 def test_a_golden_within_the_limits_reads(files):
     write_golden(files, {"y": np.zeros(6, np.float32)}, {})
     assert read_golden(files.npz, {"y": 6 * 8})["y"].shape == (6,)
+
+
+# --- approving obtained files ------------------------------------------------
+
+
+def obtained_sidecar(kind: str, model: str = "models/add.onnx") -> dict:
+    return {"format": 1, "kind": kind, "test": "test_m.py::test_x[wasm]", "model": model,
+            "outputs": {"y": {"dtype": "float32", "shape": [3]}}, "made_by": {"ep": "wasm"}}
+
+
+def test_approve_refuses_what_is_not_a_per_ep_golden_of_this_store(tmp_path):
+    from pytest_browserml import golden_approve
+
+    source = tmp_path / "artifact"
+    key = GoldenKey("test_m", "test_x")
+    write_golden(key.obtained(source, "wasm"), {"y": np.ones(3, np.float32)}, obtained_sidecar("reference"))
+    write_golden(key.obtained(source, "webgpu"), {"y": np.ones(3, np.float32)}, {"kind": "per-EP"})
+    write_golden(key.obtained(source, "webnn"), {"y": np.ones(1 << 20, np.float32)}, obtained_sidecar("per-EP"))
+    refusals = {approval.obtained.npz.name: approval.refusal
+                for approval in golden_approve.plan(source, tmp_path / "goldens")}
+    assert "compared with a reference golden" in refusals["test_x[wasm].obtained.npz"]
+    assert "not a sidecar pytest-browserml wrote" in refusals["test_x[webgpu].obtained.npz"]
+    assert "output 'y' declares 4194432 bytes uncompressed" in refusals["test_x[webnn].obtained.npz"]  # 3 declared
+    assert not (tmp_path / "goldens").exists()
+
+
+def test_approve_writes_a_new_per_ep_golden_and_moves_obtained_files_out_of_the_golden_folder(tmp_path):
+    from pytest_browserml import golden_approve
+
+    folder = tmp_path / "goldens"
+    key = GoldenKey("test_m", "test_x")
+    write_golden(key.obtained(folder, "wasm"), {"y": np.ones(3, np.float32)}, obtained_sidecar("per-EP"))
+    (approval,) = golden_approve.plan(folder, folder)
+    assert approval.refusal is None
+    assert approval.changes == ("y: new", "model: None -> models/add.onnx", "made_by.ep: None -> wasm")
+    golden_approve.apply(approval)
+    assert read_golden(key.golden(folder, "wasm").npz)["y"].tolist() == [1.0, 1.0, 1.0]
+    assert files_in(folder / "test_m") == ["test_x[wasm].json", "test_x[wasm].npz"]
