@@ -187,12 +187,15 @@ def classify(comparison: OutputComparison, obtained: np.ndarray, expected: np.nd
             return born
     error = f"max abs error {comparison.max_abs_error:.3g}" + (
         f", max rel error {comparison.max_rel_error:.3g}" if comparison.max_rel_error is not None else "")
-    share = f"{comparison.mismatched} of {comparison.size} elements out of tolerance"
+    # a whole-tensor rule (cosine, top-k) can fail with no element out of tolerance: then say which rule
+    share = (f"{comparison.mismatched} of {comparison.size} elements out of tolerance" if comparison.mismatched
+             else "; ".join(comparison.failures))
     if _rounding_sized(comparison, e.dtype) or (chain and _carried(comparison, inputs)):
         if not chain:
             return DRIFT, (f"precision-sized error ({comparison.max_ulp} ULP of {e.dtype.name}, {error}) born here from "
                            f"identical inputs: rounding this op's tolerance is too tight for; {share}")
-        return DRIFT, (f"precision-sized drift ({error}, from inputs within tolerance but not identical) that grew along "
+        size = "precision-sized drift" if _rounding_sized(comparison, e.dtype) else "error carried from its inputs"
+        return DRIFT, (f"{size} ({error}; the inputs within tolerance but not identical) that grew along "
                        f"{len(chain)} node{'s' if len(chain) != 1 else ''} from {chain[0].describe()}; {share}")
     return WRONG, f"{error}; {share}, from inputs within tolerance: it computes something else than onnxruntime"
 

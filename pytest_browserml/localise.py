@@ -25,6 +25,7 @@ from .divergence import GraphNode, Localisation, find_divergences
 from .results import Placement, RunResult
 
 MODES = ("failures", "always", "off")
+_NAMED = 4  # nodes named in a note, the rest counted
 # Exposed values come back to this process from both sides at once: beyond this, bisect (one value a session).
 EXPOSED_LIMIT = 2 << 30
 ToleranceFor = Callable[[str, np.dtype], Tolerance]
@@ -143,8 +144,10 @@ def _placement_notes(original: Placement, copy: Placement, graph_nodes: int) -> 
         return ", ".join(f"{count} node(s) on {name}" for name, count in placement.nodes_per_provider.items())
 
     same = original.nodes_per_provider == copy.nodes_per_provider
-    off_ep = ", ".join(f"{node.op_type} {node.name!r}" for node in original.fallback_nodes)
-    where = f" (it placed {off_ep} off {original.requested[0]})" if off_ep else ""
+    off_ep = original.fallback_nodes
+    where = (f" (it placed {len(off_ep)} off {original.requested[0]}: "
+             + ", ".join(f"{node.op_type} {node.name!r}" for node in off_ep[:_NAMED])
+             + (", ..." if len(off_ep) > _NAMED else "") + ")") if off_ep else ""
     if 0 < _ran(original) < graph_nodes:
         return (f"ORT fused the test's model: it ran as {placed(original)} for the graph's {graph_nodes}{where}; "
                 + ("the copy with its values exposed ran the same" if same else f"the copy as {placed(copy)}"),)

@@ -135,3 +135,20 @@ def test_nothing_out_of_tolerance_says_none_found():
     base = np.ones(2, np.float32)
     text = localise(chain("a"), values(a=base), values(a=base)).with_notes("a note").format()
     assert text.startswith("first divergence: none found") and "note: a note" in text
+
+
+def test_a_whole_tensor_rule_that_fails_is_named_when_no_element_is_out():
+    expected = values(a=np.linspace(-1, 1, 8, dtype=np.float32))
+    obtained = values(a=np.linspace(1, -1, 8, dtype=np.float32))
+    (divergence,) = localise(chain("a"), obtained, expected, Tolerance(cosine=0.995)).divergences
+    assert divergence.kind == WRONG and "cosine similarity -1 is below the minimum 0.995" in divergence.detail
+    assert "0 of 8 elements" not in divergence.detail
+
+
+def test_error_amplified_from_inputs_within_a_loose_rule_is_carried_not_precision_sized():
+    base = np.linspace(1, 2, 8, dtype=np.float32)
+    tolerance = Tolerance(atol=0.05, rtol=0)
+    found = localise(chain("a", "b"), values(a=base + 0.04, b=base + 0.3), values(a=base, b=base), tolerance)
+    (divergence,) = found.divergences
+    assert divergence.kind == DRIFT and divergence.detail.startswith("error carried from its inputs (max abs error 0.3")
+    assert "grew along 1 node from Add 'n_a'" in divergence.detail
