@@ -25,6 +25,8 @@ import pytest
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from pytest_browserml.golden_check import GoldenMismatch
+from tests.test_corpus import encoders, sentence  # noqa: F401 (fixtures: the corpus's MiniLM encoders, a sentence)
 from tests.test_remote import browser_server  # noqa: F401 (a fixture: a browser server on loopback)
 
 OFFSET = 512.0
@@ -215,3 +217,16 @@ def test_a_copy_too_large_to_expose_is_cut_instead_and_names_the_same_node(proje
     assert "node 2 of 3, LayerNormalization 'layernorm', output 'n': wrong values" in text
     assert ("note: exposing 2 values would bring 512 B out of the page, held twice here (the EP's and "
             "onnxruntime's); past 0 B the graph is cut instead") in text
+
+
+@pytest.mark.browser_ep("webgpu")
+def test_the_corpus_int8_encoder_on_webgpu_is_localised_to_a_cast_after_a_cpu_matmulinteger(browserml, encoders,
+                                                                                              sentence):
+    """The corpus's ORT-web defect (test_corpus.py's xfail): JSEP's outputs are unrelated to native onnxruntime's."""
+    result = browserml.run(encoders["int8"], sentence, warmup=0, iterations=1)
+    with pytest.raises(GoldenMismatch) as failure:
+        browserml.assert_golden(result, reference=encoders["int8"])
+    text = str(failure.value)
+    assert "first divergence (406 values exposed as outputs of a copy, run on webgpu" in text
+    assert "  node 29 of 360, Cast 'l0.key.matmul_output_quantized_cast', output " in text
+    assert "wrong values: max abs error 7.09e+04" in text
