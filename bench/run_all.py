@@ -31,6 +31,7 @@ SCRIPTS = [
     ("golden_memory", ["bench_golden_memory.py"], []),
     ("runner", ["bench_runner.py"], []),
     ("repeatability", ["bench_repeatability.py"], []),
+    ("corpus", ["bench_corpus.py"], []),
 ]
 
 
