@@ -86,7 +86,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-localise-"))
     path = encoder(folder / "encoder.onnx", args.blocks)
-    graph_nodes = len(model_facts.read_graph(path).node)
+    graph_nodes = model_facts.read(path).node_count
     figure(NAME, "model", None, "", note=f"{graph_nodes} nodes, {path.stat().st_size / 2**20:.1f} MiB, "
                                          f"input [1, {TOKENS}, {WIDTH}]")
     x = (3000 + 0.01 * np.random.default_rng(1).standard_normal((1, TOKENS, WIDTH))).astype(np.float32)

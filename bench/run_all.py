@@ -32,6 +32,7 @@ SCRIPTS = [
     ("runner", ["bench_runner.py"], []),
     ("repeatability", ["bench_repeatability.py"], []),
     ("corpus", ["bench_corpus.py"], []),
+    ("localise", ["bench_localise.py"], ["--blocks", "2", "--ep", "wasm"]),
 ]
 
 
