@@ -101,7 +101,7 @@ class BrowserChoice:
     extra_args: tuple[str, ...] = ()
 
     @classmethod
-    def resolve(cls, executable: str | None, channel: str | None, *, fetch: bool) -> "BrowserChoice":
+    def resolve(cls, executable: str | None, channel: str | None, *, fetch: bool, progress=None) -> "BrowserChoice":
         if executable:
             path = Path(executable).expanduser().absolute()  # Path drops "./": "chrome" alone is looked up on PATH
             if not path.is_file():
@@ -109,7 +109,7 @@ class BrowserChoice:
             return cls(executable=path)
         if channel:
             return cls(channel=channel)
-        pinned = provision.pinned_chromium(fetch=fetch)
+        pinned = provision.pinned_chromium(fetch=fetch, progress=progress)
         library_path = os.pathsep.join(filter(None, [str(pinned.library_dir), os.environ.get("LD_LIBRARY_PATH")]))
         return cls(
             executable=pinned.executable,

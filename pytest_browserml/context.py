@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable
+
 import pytest
 
 from .browser import BrowserSetupError, ExecutionProvider
@@ -31,3 +35,21 @@ def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider, timed: bool 
             pytest.fail(f"{message} (--browser-ep-strict or browserml_ep_strict is set)", pytrace=False)
         pytest.skip(message)
     return ep_browser
+
+
+def reporter_progress(config: pytest.Config) -> Callable[[str], None] | None:
+    """A line on pytest's terminal for a long wait, from any thread (a download, a slow run); None without
+    a terminal (xdist workers: their controller shows nothing of theirs)."""
+    if hasattr(config, "workerinput"):
+        return None
+    lock = threading.Lock()
+
+    def say(message: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")  # registered after this plugin's configure
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with lock, capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(f"browserml: {message}")
+
+    return say

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import queue
+from collections.abc import Callable
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -74,8 +75,10 @@ class HarnessPage:
                                       f"browserml_timeout = {timeout_s:g} s") from None
                 self._watch = self.processes.watch(watched, lambda _gone: self.channel.abort())
 
-    def call(self, function: str, arg: dict, timeout_s: float | None = None) -> dict:
-        """Await `browserml.<function>(arg)` in the page and return its (JSON) result.
+    def call(self, function: str, arg: dict, timeout_s: float | None = None,
+             on_slow: Callable[[float], None] | None = None) -> dict:
+        """Await `browserml.<function>(arg)` in the page and return its (JSON) result; `on_slow(seconds)`
+        hears of a call that takes more than a few seconds (a local page only).
 
         Both ways travel as one JSON text, through Playwright too: its own value serialization
         walks every field on both sides and cost about 3 ms a call (bench/bench_node_suite.py).
@@ -84,7 +87,7 @@ class HarnessPage:
         if self.channel is None:
             return self._call_through_playwright(function, arg, timeout_s)
         try:
-            with self._watch.active():
+            with self._watch.active(on_slow):
                 answer = json.loads(self.channel.call(json.dumps({"name": function, "arg": arg}), timeout_s))
         except TimeoutError:
             self.processes.kill_renderers()

@@ -12,7 +12,7 @@ from .baselines import BaselineError
 from .browser import EP_NAMES, BrowserSetupError, ExecutionProvider
 from .budgets import BudgetError, BudgetExceeded, BudgetLayer
 from .budgets import resolve as resolve_budgets
-from .context import PROJECT_BUDGET_KEY, PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
+from .context import PROJECT_BUDGET_KEY, PROJECT_TOLERANCE_KEY, RUNTIME_KEY, reporter_progress, usable_ep_browser
 from .golden_check import GoldenPolicy, GoldenRecord, GoldenTarget
 from .golden_report import GoldenLedger
 from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, ReportLedger, run_entry
@@ -47,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
                    "sections per EP (webgpu={...}), dtype (float16={...}) and output (outputs={name: {...}})"
     )
     config.stash[RUNTIME_KEY] = Runtime(options.settings_from(config))
+    config.stash[RUNTIME_KEY].progress = reporter_progress(config)
     config.stash[PROJECT_TOLERANCE_KEY], config.stash[PROJECT_BUDGET_KEY] = options.project_layers(config)
     ledger = GoldenLedger(golden_dir=options.golden_dir(config), property_name=GOLDEN_PROPERTY)
     config.pluginmanager.register(ledger, "browserml-goldens")

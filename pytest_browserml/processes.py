@@ -216,18 +216,24 @@ class BrowserProcesses:
 class Watch:
     """While active, checks every POLL_S that the processes of `kinds` run, and calls `on_gone(kind)` once
     when one does not: a call into the page then ends at once instead of at its deadline (a killed GPU
-    process leaves WebGPU's work pending forever)."""
+    process leaves WebGPU's work pending forever). It also tells an activation's `on_slow(seconds)`
+    when the wait passes SLOW_S, and every SLOW_EVERY_S after, so that no wait is silent."""
 
     POLL_S = 0.1
+    SLOW_S = 5.0
+    SLOW_EVERY_S = 30.0
 
     def __init__(self, processes: BrowserProcesses, kinds: tuple[str, ...], on_gone: Callable[[str], None]):
         self._processes, self._kinds, self._on_gone = processes, kinds, on_gone
         self._active = threading.Event()
         self._stopped = False
+        self._on_slow: Callable[[float], None] | None = None
+        self._since = self._next_notice = 0.0
         threading.Thread(target=self._run, name="browserml-watch", daemon=True).start()
 
     @contextmanager
-    def active(self) -> Iterator[None]:
+    def active(self, on_slow: Callable[[float], None] | None = None) -> Iterator[None]:
+        self._on_slow, self._since, self._next_notice = on_slow, time.monotonic(), self.SLOW_S
         self._active.set()
         try:
             yield
@@ -246,4 +252,8 @@ class Watch:
             if (gone := self._processes.first_gone(self._kinds)) is not None:
                 self._on_gone(gone)
                 return
+            waited, on_slow = time.monotonic() - self._since, self._on_slow
+            if on_slow is not None and waited >= self._next_notice and self._active.is_set():
+                self._next_notice += self.SLOW_EVERY_S
+                on_slow(waited)
             time.sleep(self.POLL_S)

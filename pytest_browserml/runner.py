@@ -99,10 +99,11 @@ class Runtime:
             raise BrowserSetupError(
                 f"browserml_ort_web_bundle = {self.settings.ort_web_bundle!r}: choose from {', '.join(BUNDLES)}"
             )
-        ort = provision.ort_web(self.settings.ort_web_version, fetch=self.settings.auto_install)
+        ort = provision.ort_web(self.settings.ort_web_version, fetch=self.settings.auto_install, progress=self.progress)
         if not self.settings.ws_endpoints:
             self.browser_choice = BrowserChoice.resolve(
-                self.settings.browser_executable, self.settings.browser_channel, fetch=self.settings.auto_install
+                self.settings.browser_executable, self.settings.browser_channel, fetch=self.settings.auto_install,
+                progress=self.progress,
             )
         self.server = HarnessServer(ort.dist)
         self._playwright_manager = sync_playwright()
@@ -304,8 +305,15 @@ class EpBrowser:
             request["inputUrl"] = server.offer(parts)
         page = self.page()
         page.processes.reset_peak_rss()
+        cached = session_key in self._sessions
+        what = (f"{warmup} warm-up and {iterations} timed runs" if cached else
+                f"onnxruntime-web to create the session (load, optimise{', compile shaders' if self.ep.name == 'webgpu' else ''})"
+                f" and {warmup} warm-up and {iterations} timed runs")
+        say = self.runtime.progress
+        on_slow = (lambda seconds: say(f"{model.path.name} on {self.ep.id}: waiting {seconds:.0f} s for {what}")) \
+            if say else None
         try:
-            answer = page.call("run", request)
+            answer = page.call("run", request, on_slow=on_slow)
         except PageFailure as failure:
             raise ModelRunError(f"{self._where(model)}: {server.redact(str(failure))}") from None
         finally:
