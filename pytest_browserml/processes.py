@@ -252,8 +252,8 @@ class Watch:
             if (gone := self._processes.first_gone(self._kinds)) is not None:
                 self._on_gone(gone)
                 return
-            waited, on_slow = time.monotonic() - self._since, self._on_slow
-            if on_slow is not None and waited >= self._next_notice and self._active.is_set():
+            passed, on_slow = self._next_notice, self._on_slow
+            if on_slow is not None and time.monotonic() - self._since >= passed and self._active.is_set():
                 self._next_notice += self.SLOW_EVERY_S
-                on_slow(waited)
+                on_slow(passed)  # the mark passed (5 s, 35 s ...), not a reading that a busy machine blurs
             time.sleep(self.POLL_S)
