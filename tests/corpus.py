@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -206,28 +207,38 @@ def encoders(folder: Path) -> dict[str, Path]:
     from onnxconverter_common import float16
     from onnxruntime.quantization import quantize_dynamic
 
-    built = {"fp32": folder / "encoder_fp32.onnx", "fp16": folder / "encoder_fp16.onnx",
-             "int8": folder / "encoder_int8.onnx", "int8_broken": folder / "encoder_int8_broken.onnx"}
-    if all(path.exists() for path in built.values()):
+    names = {"fp32": "encoder_fp32.onnx", "fp16": "encoder_fp16.onnx", "int8": "encoder_int8.onnx",
+             "int8_broken": "encoder_int8_broken.onnx"}
+    built = {variant: folder / name for variant, name in names.items()}
+    if folder.is_dir():
         return built
+    # Built in a folder of this process's own, then renamed into place: xdist workers may race.
+    scratch = _mkdir(folder.parent) / f".{folder.name}.{os.getpid()}"
     weights, _ = minilm_checkpoint()
-    scratch = folder / "scratch"
-    inline = build_encoder(weights, scratch / "encoder_fp32_inline.onnx", external_data=False)
-    build_encoder(weights, built["fp32"], external_data=True)
+    inline = build_encoder(weights, scratch / "inline" / "encoder_fp32_inline.onnx", external_data=False)
+    build_encoder(weights, scratch / names["fp32"], external_data=True)
     with warnings.catch_warnings():  # it warns for every weight below float16's range that it rounds
         warnings.simplefilter("ignore")
         # the mask's Cast stays float32: the converter retypes its output but not its `to`
         half = float16.convert_float_to_float16(onnx.load(str(inline)), keep_io_types=True,
                                                 node_block_list=["mask_float"])
-    onnx.save(half, str(built["fp16"]))
+    onnx.save(half, str(scratch / names["fp16"]))
     # int8 weights per output channel, MatMuls only: embeddings quantized per tensor lose too much (cosine 0.96)
-    quantize_dynamic(str(inline), str(built["int8"]), op_types_to_quantize=["MatMul"], per_channel=True)
-    broken = onnx.load(str(built["int8"]))
+    quantize_dynamic(str(inline), str(scratch / names["int8"]), op_types_to_quantize=["MatMul"], per_channel=True)
+    broken = onnx.load(str(scratch / names["int8"]))
     for tensor in broken.graph.initializer:
         if tensor.name == "encoder.layer.2.attention.self.value.weight.T_scale":  # one layer's value projection
             array = numpy_helper.to_array(tensor) * np.float32(BROKEN_SCALE)
             tensor.CopyFrom(numpy_helper.from_array(array.astype(np.float32), tensor.name))
-    onnx.save(broken, str(built["int8_broken"]))
+    onnx.save(broken, str(scratch / names["int8_broken"]))
+    shutil.rmtree(scratch / "inline")
+    try:
+        os.rename(scratch, folder)
+    except OSError:  # another worker was first: its copy is the same
+        shutil.rmtree(scratch, ignore_errors=True)
+    for stale in folder.parent.glob("encoders-*"):  # built by earlier versions of this file
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
     return built
 
 
