@@ -32,6 +32,7 @@ __all__ = [
     "compare_outputs",
     "ulp_distance",
     "cosine_similarity",
+    "lowest_slice_cosine",
     "topk_agreement",
     "flat_blocks",
 ]
@@ -74,6 +75,7 @@ class Tolerance:
     rtol: float | None = None
     ulp: int | None = None
     cosine: float | None = None
+    cosine_axis: int | None = None  # judge each slice along this axis (a token's vector), by the lowest cosine
     topk: int | None = None
     topk_axis: int = -1
     mismatch_fraction: float = 0.0
@@ -101,6 +103,8 @@ class Tolerance:
             value = getattr(self, field)
             if value is not None:
                 parts.append(f"{field}={value:g}")
+        if self.cosine is not None and self.cosine_axis is not None:
+            parts.append(f"cosine_axis={self.cosine_axis}")
         if self.topk is not None and self.topk_axis != -1:
             parts.append(f"topk_axis={self.topk_axis}")
         if self.mismatch_fraction:
@@ -160,7 +164,8 @@ class OutputComparison:
                 f"{_percent(100.0 * tol.mismatch_fraction)} allowed"
             )
         if tol.cosine is not None and self.cosine is not None and self.cosine < tol.cosine:
-            reasons.append(f"cosine similarity {self.cosine:.9g} is below the minimum {tol.cosine:.9g}")
+            lowest = f" (the lowest of the slices along axis {tol.cosine_axis})" if tol.cosine_axis is not None else ""
+            reasons.append(f"cosine similarity {self.cosine:.9g}{lowest} is below the minimum {tol.cosine:.9g}")
         if tol.topk is not None and self.topk_agreement is not None and self.topk_agreement < 1.0:
             reasons.append(
                 f"top-{tol.topk} index sets along axis {tol.topk_axis} agree in only "
@@ -230,7 +235,10 @@ def _compared(name: str, o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> 
 
     cosine = agreement = None
     if is_float and e.size:
-        cosine = _cosine(lambda: ((block.ov, block.ev) for block in blocks))
+        if tolerance.cosine_axis is not None:
+            cosine = lowest_slice_cosine(o, e, tolerance.cosine_axis)
+        else:
+            cosine = _cosine(lambda: ((block.ov, block.ev) for block in blocks))
         if tolerance.topk is not None:
             agreement = topk_agreement(o, e, tolerance.topk, tolerance.topk_axis)
 
@@ -608,6 +616,28 @@ def _dot(x: np.ndarray, y: np.ndarray) -> np.float64:
     return np.einsum("i,i->", x, y)
 
 
+def lowest_slice_cosine(obtained, expected, axis: int = -1) -> float:
+    """The lowest cosine similarity of the slices along `axis` (each token's hidden vector of a
+    [batch, sequence, hidden] output with axis -1), in float64; a pair of all-zero slices counts 1.0,
+    one all-zero slice 0.0, NaN if a slice holds NaN or Inf."""
+    o = np.moveaxis(np.atleast_1d(np.asarray(obtained)), axis, -1)
+    e = np.moveaxis(np.atleast_1d(np.asarray(expected)), axis, -1)
+    lowest = 1.0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for rows_o, rows_e in zip(_row_blocks(o), _row_blocks(e)):
+            x, y = rows_o.astype(np.float64), rows_e.astype(np.float64)
+            x_scale = np.abs(x).max(axis=1, keepdims=True)
+            y_scale = np.abs(y).max(axis=1, keepdims=True)
+            x, y = x / np.where(x_scale > 0, x_scale, 1.0), y / np.where(y_scale > 0, y_scale, 1.0)
+            value = (x * y).sum(axis=1) / (np.sqrt((x * x).sum(axis=1)) * np.sqrt((y * y).sum(axis=1)))
+            both_zero, one_zero = (x_scale == 0) & (y_scale == 0), (x_scale == 0) ^ (y_scale == 0)
+            value = np.where(both_zero[:, 0], 1.0, np.where(one_zero[:, 0], 0.0, value))
+            if not np.all(np.isfinite(value)):
+                return float("nan")
+            lowest = min(lowest, float(value.min(initial=1.0)))
+    return min(max(lowest, -1.0), 1.0)
+
+
 def topk_agreement(obtained, expected, k, axis=-1) -> float:
     """Fraction of slices along axis whose k largest indices are the same set.
 
@@ -681,10 +711,12 @@ def _problems(o: np.ndarray, e: np.ndarray, tolerance: Tolerance) -> tuple[str, 
         problems.append(
             f"unsupported dtype {e.dtype.name}: only bool, integer and float16/32/64 tensors are compared"
         )
-    elif e.dtype.kind == "f" and tolerance.topk is not None and not problems:
+    elif e.dtype.kind == "f" and not problems:
         ndim = max(e.ndim, 1)
-        if not -ndim <= tolerance.topk_axis < ndim:
-            problems.append(f"topk_axis {tolerance.topk_axis} is out of range for shape {e.shape}")
+        for field, axis in (("topk_axis", tolerance.topk_axis if tolerance.topk is not None else None),
+                            ("cosine_axis", tolerance.cosine_axis)):
+            if axis is not None and not -ndim <= axis < ndim:
+                problems.append(f"{field} {axis} is out of range for shape {e.shape}")
     return tuple(problems)
 
 

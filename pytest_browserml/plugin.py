@@ -43,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "tolerance(**settings): how close each output must be to its golden; "
-                   "fields atol, rtol, ulp, cosine, topk, mismatch_fraction, nan_equal, exact, "
+                   "fields atol, rtol, ulp, cosine, cosine_axis, topk, mismatch_fraction, nan_equal, exact, "
                    "sections per EP (webgpu={...}), dtype (float16={...}) and output (outputs={name: {...}})"
     )
     config.stash[RUNTIME_KEY] = Runtime(options.settings_from(config))

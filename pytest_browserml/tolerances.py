@@ -95,6 +95,7 @@ _RULES: dict[str, tuple[str, float | None, float | None]] = {
     "rtol": (_NUMBER, 0, None),
     "ulp": (_INTEGER, 0, None),
     "cosine": (_NUMBER, 0, 1),
+    "cosine_axis": (_INTEGER, None, None),
     "topk": (_INTEGER, 1, None),
     "topk_axis": (_INTEGER, None, None),
     "mismatch_fraction": (_NUMBER, 0, 1),

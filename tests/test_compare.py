@@ -7,6 +7,7 @@ from pytest_browserml.compare import (
     OutputComparison,
     Tolerance,
     compare,
+    lowest_slice_cosine,
     compare_outputs,
     cosine_similarity,
     topk_agreement,
@@ -614,3 +615,27 @@ def test_permutation_of_a_tensor_larger_than_a_block(block, monkeypatch):
     assert compare("y", drifted, expected, Tolerance(ulp=2)).diagnosis == permutation
     assert compare("y", noisy, expected, DEFAULT).diagnosis.startswith("errors larger than float16 rounding")
     assert compare("y", drifted, expected, Tolerance(ulp=1)).diagnosis != permutation
+
+
+# --- cosine per slice ------------------------------------------------------------
+
+
+def test_cosine_axis_judges_each_token_by_the_lowest_cosine():
+    expected = np.random.default_rng(3).standard_normal((1, 16, 384)).astype(np.float32)
+    obtained = expected.copy()
+    obtained[0, 12] = np.random.default_rng(4).standard_normal(384)  # one token's vector is garbage
+    whole = compare("h", obtained, expected, Tolerance(cosine=0.9))
+    per_token = compare("h", obtained, expected, Tolerance(cosine=0.9, cosine_axis=-1))
+    assert whole.passed and whole.cosine > 0.9
+    assert not per_token.passed and per_token.cosine < 0.2
+    assert per_token.failures[0].startswith("cosine similarity ")
+    assert "(the lowest of the slices along axis -1) is below the minimum 0.9" in per_token.failures[0]
+    assert per_token.tolerance.describe().startswith("cosine=0.9, cosine_axis=-1")
+
+
+def test_lowest_slice_cosine_of_zero_slices_and_a_bad_axis():
+    zeros = np.zeros((2, 3), np.float32)
+    assert lowest_slice_cosine(zeros, zeros) == 1.0
+    assert lowest_slice_cosine(np.ones((2, 3), np.float32), zeros) == 0.0
+    result = compare("h", zeros, zeros, Tolerance(cosine=0.9, cosine_axis=2))
+    assert not result.passed and result.problems == ("cosine_axis 2 is out of range for shape (2, 3)",)
