@@ -1,13 +1,14 @@
 """What localising a golden mismatch costs on the largest model at hand, on each EP.
 
-The model: a transformer-like encoder built with onnx.helper (blocks of LayerNormalization, attention
+The model: the corpus's largest (--corpus: the MiniLM encoder of tests/corpus.py, float32 with external
+data), or by default a transformer-like encoder built with onnx.helper (blocks of LayerNormalization, attention
 MatMuls, Softmax, an Erf-GELU MLP and residual Adds), inputs [1, 64, 256]; with 8 blocks it has
 about 300 nodes and 26 MB of weights, the size of the real models people test here. One test's run
 (session cached, one run) is timed beside `localise.localise`: the copy with every value exposed run
 once on the same EP page and once in native onnxruntime, and the comparison of every value. The
 offset on the input makes LayerNormalization diverge, so the figures are those of a real failure.
 
-Run: python bench/bench_localise.py [--blocks 8] [--ep wasm --ep webnn ...]
+Run: python bench/bench_localise.py [--corpus | --blocks 8] [--ep wasm --ep webnn ...]
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--ep", action="append", help="EPs to measure (default: wasm, webnn, webgpu)")
+    parser.add_argument("--corpus", action="store_true", help="the corpus's largest model instead: the MiniLM "
+                        "encoder in float32 (86 MiB of external data), on a 16-token sentence")
     args = parser.parse_args()
 
     from pytest_browserml import localise, model as model_facts
@@ -84,21 +87,29 @@ def main() -> None:
     from pytest_browserml.runner import Runtime
     from pytest_browserml.tolerances import tolerance_for_value
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-localise-"))
-    path = encoder(folder / "encoder.onnx", args.blocks)
-    graph_nodes = model_facts.read(path).node_count
-    figure(NAME, "model", None, "", note=f"{graph_nodes} nodes, {path.stat().st_size / 2**20:.1f} MiB, "
-                                         f"input [1, {TOKENS}, {WIDTH}]")
-    x = (3000 + 0.01 * np.random.default_rng(1).standard_normal((1, TOKENS, WIDTH))).astype(np.float32)
+    if args.corpus:
+        from tests import corpus
+
+        path = corpus.encoders(corpus.encoder_folder())["fp32"]
+        _, vocab = corpus.minilm_checkpoint()
+        ids, mask = corpus.token_ids(vocab, "the quick brown fox jumps over the lazy dog", 16)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+    else:
+        path = encoder(Path(tempfile.mkdtemp(prefix="bench-localise-")) / "encoder.onnx", args.blocks)
+        feeds = {"x": (3000 + 0.01 * np.random.default_rng(1).standard_normal((1, TOKENS, WIDTH))).astype(np.float32)}
+    facts = model_facts.read(path)
+    size = sum(file.stat().st_size for file in (path, *(path.parent / name for name in facts.external_data)))
+    figure(NAME, "model", None, "", note=f"{path.name}: {facts.node_count} nodes, {size / 2**20:.1f} MiB with its "
+                                         f"weights, inputs " + ", ".join(f"{k} {list(v.shape)}" for k, v in feeds.items()))
     for ep_id in args.ep or ["wasm", "webnn", "webgpu"]:
         ep = ExecutionProvider.parse(ep_id)
         runtime = Runtime(_common.settings(ep))
         try:
             ep_browser = runtime.browser_for(ep)
             files = runtime.model_files(path)
-            ep_browser.run(files, {"x": x}, warmup=0, iterations=0)  # session creation, not what is measured
+            ep_browser.run(files, feeds, warmup=0, iterations=0)  # session creation, not what is measured
             started = time.perf_counter()
-            result = ep_browser.run(files, {"x": x}, warmup=0, iterations=0)
+            result = ep_browser.run(files, feeds, warmup=0, iterations=0)
             run_s = time.perf_counter() - started
             started = time.perf_counter()
             found = localise.localise(result, ep_browser.run_once,
