@@ -76,6 +76,9 @@ class Tolerance:
     ulp: int | None = None
     cosine: float | None = None
     cosine_axis: int | None = None  # judge each slice along this axis (a token's vector), by the lowest cosine
+    # compare only where this input is nonzero (padding from an attention mask), in outputs whose leading
+    # dims are the input's shape
+    mask_input: str | None = None
     topk: int | None = None
     topk_axis: int = -1
     mismatch_fraction: float = 0.0
@@ -107,6 +110,8 @@ class Tolerance:
             parts.append(f"cosine_axis={self.cosine_axis}")
         if self.topk is not None and self.topk_axis != -1:
             parts.append(f"topk_axis={self.topk_axis}")
+        if self.mask_input is not None:
+            parts.append(f"mask_input={self.mask_input}")
         if self.mismatch_fraction:
             parts.append(f"mismatch_fraction={self.mismatch_fraction:g}")
         if not self.nan_equal:
@@ -508,13 +513,19 @@ def compare_outputs(
     obtained: Mapping[str, np.ndarray],
     expected: Mapping[str, np.ndarray],
     tolerance_for: Callable[[str, np.dtype], Tolerance],
+    inputs: Mapping[str, np.ndarray] | None = None,
 ) -> list[OutputComparison]:
-    """One comparison per expected output, then one failure per unexpected extra output."""
+    """One comparison per expected output, then one failure per unexpected extra output.
+
+    `inputs` are the run's, for tolerances with a `mask_input`.
+    """
     results = []
     for name, golden in expected.items():
         golden = np.asarray(golden)
         tolerance = tolerance_for(name, golden.dtype)
-        if name in obtained:
+        if name in obtained and tolerance.mask_input is not None:
+            results.append(_compare_masked(name, np.asarray(obtained[name]), golden, tolerance, inputs or {}))
+        elif name in obtained:
             results.append(compare(name, obtained[name], golden, tolerance))
         else:
             missing = ("missing from the obtained outputs",)
@@ -532,6 +543,21 @@ def compare_outputs(
                 )
             )
     return results
+
+
+def _compare_masked(name: str, o: np.ndarray, e: np.ndarray, tolerance: Tolerance,
+                    inputs: Mapping[str, np.ndarray]) -> OutputComparison:
+    """Compare the positions where the mask input is nonzero (e.g. the real tokens of a padded batch):
+    an output whose leading dims are the mask's shape is cut to those positions (its statistics and
+    indices are then of the kept rows); any other output is compared whole."""
+    if tolerance.mask_input not in inputs:
+        return _not_compared(name, tolerance, e.shape, e.dtype,
+                             (f"mask_input {tolerance.mask_input!r} is not an input of this run "
+                              f"(inputs: {', '.join(inputs) or 'none'})",))
+    mask = np.asarray(inputs[tolerance.mask_input]) != 0
+    if o.shape != e.shape or e.shape[:mask.ndim] != mask.shape:
+        return compare(name, o, e, tolerance)
+    return compare(name, o[mask], e[mask], tolerance)
 
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

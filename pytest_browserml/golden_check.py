@@ -145,6 +145,7 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     comparisons = compare_outputs(
         result.outputs, expected,
         lambda name, dtype: resolve(layers, ep=result.ep, dtype=dtype, output=name, precision=precision),
+        result.inputs,
     )
     passed = all(comparison.passed for comparison in comparisons)
     localisation = policy.localise and policy.localise(

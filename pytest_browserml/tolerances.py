@@ -89,7 +89,7 @@ _ELEMENTWISE = ("atol", "rtol", "ulp")
 _WHOLE_TENSOR = ("cosine", "topk")
 
 # What each field accepts: (kind, lower bound, upper bound); bounds are inclusive.
-_NUMBER, _INTEGER, _BOOL = "a number", "an integer", "true or false"
+_NUMBER, _INTEGER, _BOOL, _NAME = "a number", "an integer", "true or false", "an input's name"
 _RULES: dict[str, tuple[str, float | None, float | None]] = {
     "atol": (_NUMBER, 0, None),
     "rtol": (_NUMBER, 0, None),
@@ -101,6 +101,7 @@ _RULES: dict[str, tuple[str, float | None, float | None]] = {
     "mismatch_fraction": (_NUMBER, 0, 1),
     "nan_equal": (_BOOL, None, None),
     "exact": (_BOOL, None, None),
+    "mask_input": (_NAME, None, None),
 }
 _UNSETTABLE = frozenset(f.name for f in dataclasses.fields(Tolerance) if f.default is None)
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -215,6 +216,8 @@ def _convert(field: str, value: Any) -> Any:
     if value is None:
         return None
     kind = _RULES[field][0]
+    if kind == _NAME:
+        return str(value)
     return float(value) if kind == _NUMBER else int(value) if kind == _INTEGER else bool(value)
 
 
@@ -259,6 +262,8 @@ def _check_value(field: str, value: object, path: tuple[str, ...], origin: str) 
     kind, low, high = _RULES[field]
     if kind == _BOOL:
         ok = isinstance(value, (bool, np.bool_))
+    elif kind == _NAME:
+        ok = isinstance(value, str) and bool(value)
     else:
         number = numbers.Integral if kind == _INTEGER else numbers.Real
         ok = isinstance(value, number) and not isinstance(value, (bool, np.bool_))

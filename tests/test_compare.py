@@ -639,3 +639,18 @@ def test_lowest_slice_cosine_of_zero_slices_and_a_bad_axis():
     assert lowest_slice_cosine(np.ones((2, 3), np.float32), zeros) == 0.0
     result = compare("h", zeros, zeros, Tolerance(cosine=0.9, cosine_axis=2))
     assert not result.passed and result.problems == ("cosine_axis 2 is out of range for shape (2, 3)",)
+
+
+def test_mask_input_compares_only_the_positions_an_attention_mask_keeps():
+    expected = np.random.default_rng(5).standard_normal((1, 4, 8)).astype(np.float32)
+    obtained = expected.copy()
+    obtained[0, 2:] = 99.0  # padding tokens: whatever the model computes there is not used
+    inputs = {"attention_mask": np.array([[1, 1, 0, 0]], np.int64)}
+    tolerance = Tolerance(cosine=0.999, cosine_axis=-1, mask_input="attention_mask")
+    hidden, pooled = compare_outputs({"h": obtained, "pooled": expected[:, 0]}, {"h": expected, "pooled": expected[:, 0]},
+                                     lambda name, dtype: tolerance, inputs)
+    assert hidden.passed and hidden.shape == (2, 8) and hidden.cosine == pytest.approx(1.0)
+    assert pooled.passed and pooled.shape == (1, 8)  # [batch, hidden]: not [batch, sequence], compared whole
+    assert not compare("h", obtained, expected, Tolerance(cosine=0.999, cosine_axis=-1)).passed
+    (missing,) = compare_outputs({"h": obtained}, {"h": expected}, lambda name, dtype: tolerance, {})
+    assert missing.problems == ("mask_input 'attention_mask' is not an input of this run (inputs: none)",)

@@ -125,6 +125,18 @@ def test_int8_encoder_matches_the_float32_model_under_the_quantized_defaults(bro
     browserml.assert_golden(result, reference=encoders["fp32"])
 
 
+@pytest.mark.browser_ep("wasm", "webnn")
+@pytest.mark.tolerance(quantized={"cosine_axis": -1, "mask_input": "attention_mask"})
+def test_int8_encoder_matches_the_float32_model_token_by_token(browserml, encoders, sentence):
+    """Each real token's hidden vector (padding left out) keeps cosine 0.988 or more; the broken copy's
+    worst token falls to 0.84."""
+    result = browserml.run(encoders["int8"], sentence, warmup=0, iterations=1)
+    browserml.assert_golden(result, reference=encoders["fp32"])
+    broken = browserml.run(encoders["int8_broken"], sentence, warmup=0, iterations=1)
+    with pytest.raises(golden_check.GoldenMismatch, match=r"\(the lowest of the slices along axis -1\) is below"):
+        browserml.assert_golden(broken, reference=encoders["fp32"])
+
+
 @pytest.mark.tolerance(cosine=0.99999)
 def test_fp16_encoder_matches_the_float32_model_by_cosine_alone(browserml, request, encoders, sentence):
     """float16 weights move single elements by up to 4e-3 against the float32 model (beyond the float16

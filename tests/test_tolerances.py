@@ -353,3 +353,9 @@ def test_tolerance_for_a_value_needs_no_layers_beyond_the_defaults():
     assert tolerance_for_value("wasm", F32) == tol()
     assert tolerance_for_value("wasm", F32, FLOAT16_MODEL).atol == 1e-3
     assert tolerance_for_value("webgpu", F16).atol == 1e-2
+
+
+def test_mask_input_names_an_input():
+    assert tol(marker(mask_input="attention_mask")).mask_input == "attention_mask"
+    with pytest.raises(ToleranceError, match="'mask_input' = 3 in marker on test_seg: expected an input's name"):
+        marker(mask_input=3)
