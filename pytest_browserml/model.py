@@ -71,7 +71,6 @@ class ModelFacts:
     node_count: int | None  # nodes in the graph and its subgraphs, before ORT's fusions
     external_data: tuple[str, ...]  # files beside the model that hold its weights, relative to its folder
     precision: Precision | None  # None: it computes in its outputs' own dtypes
-    shape_nodes: frozenset[str] = frozenset()  # names of the nodes that compute on shapes and indices only
 
     def dimensions_of(self, input_specs: list[dict]) -> dict[str, int]:
         """Values of the model's symbolic dimensions in these inputs (for ORT's freeDimensionOverrides)."""
@@ -133,8 +132,20 @@ def _read(path: Path, _mtime_ns: int, _size: int) -> ModelFacts:
         node_count=node_count(graph),
         external_data=_external_data_locations(graph),
         precision=precision_of(graph),
-        shape_nodes=shape_arithmetic(proto),
     )
+
+
+def shape_nodes(path: Path) -> frozenset[str]:
+    """The names of the model's shape-arithmetic nodes (see shape_arithmetic), once per file version; apart
+    from read() because shape inference costs and only a graph split between providers needs it."""
+    stat = path.stat()
+    return _shape_nodes(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _shape_nodes(path: Path, _mtime_ns: int, _size: int) -> frozenset[str]:
+    proto = load_without_weights(path)
+    return shape_arithmetic(proto) if proto is not None else frozenset()
 
 
 def load_without_weights(path: Path):

@@ -336,7 +336,8 @@ class EpBrowser:
         if answer["log"] is not None:  # a new session: its creation log says where the nodes went
             self._sessions[session_key] = (
                 tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
-                placement_log.parse(answer["log"], self.ep.provider_names(), model.facts.shape_nodes)
+                placement_log.parse(answer["log"], self.ep.provider_names(),
+                                    model_facts.shape_nodes(model.path) if _split(answer["log"]) else frozenset())
                 if placement_from_log
                 else placement_log.all_on(self.ep.provider_names(), model.facts.node_count),
             )
@@ -495,6 +496,11 @@ class BrowserML:
             if candidate.is_file():
                 return candidate.resolve()
         raise FileNotFoundError(f"file not found: {path} (looked at {', '.join(map(str, candidates))})")
+
+
+def _split(log: list[str]) -> bool:
+    """Whether ORT's placement log lists nodes per provider (the graph was split between them)."""
+    return any("Node(s) placed on" in line for line in log)
 
 
 # What the EPs and the browser say when a tensor or an allocation is beyond their limits.
