@@ -1,8 +1,8 @@
 """Localising a golden mismatch, as users meet it: models built so one chosen node diverges on an EP.
 
 The reasons are ORT-web's own, found by running these models (onnxruntime-web 1.30, Chromium 153):
-- LayerNormalization on inputs with a large common offset: ORT-web's kernels (wasm, JSEP WebGPU and
-  WebNN alike) lose the variance to cancellation, native onnxruntime does not.
+- LayerNormalization on inputs with a large common offset: ORT-web's kernels (wasm, WebGPU through JSEP
+  and the native WebGPU EP, WebNN alike) lose the variance to cancellation, native onnxruntime does not.
 - the same normalisation written out as ReduceMean/Sub/Pow/.../Add: JSEP WebGPU fuses it into one
   LayerNormalization kernel that diverges, while every node computed on its own agrees; exposing the
   values undoes the fusion, so the break is found by cutting the graph instead.
@@ -161,6 +161,12 @@ def test_a_layernorm_losing_its_variance_is_named_on_every_ep(project):
     assert page.count("class='divergence-plot'") == 3 and page.count("class='first-divergence'") == 3
     assert "first divergence LayerNormalization &#x27;layernorm&#x27;: wrong values" in page
     assert not list(project.path.glob("models/.*"))  # the copies are gone
+    # the native WebGPU EP (the webgpu bundle) shares the kernel's flaw
+    native = project.runpytest_subprocess("-k", "test_layernorm", "--browser-ep", "webgpu", "--ort-web-bundle",
+                                          "webgpu", "-p", "no:randomly")
+    native.assert_outcomes(failed=1)
+    assert "node 2 of 3, LayerNormalization 'layernorm', output 'n': wrong values" in failure(
+        native, "test_layernorm", "webgpu")
 
 
 def test_a_fused_kernel_that_diverges_only_while_fused_is_found_by_cutting_the_graph(project):
