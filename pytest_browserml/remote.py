@@ -56,7 +56,8 @@ def start_server(choice: BrowserChoice, host: str = "127.0.0.1", port: int = 0) 
     node = driver / ("node.exe" if sys.platform == "win32" else "node")
     process = subprocess.Popen([str(node), "-e", LAUNCH_SERVER, str(driver / "package"), json.dumps(options)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **dict(choice.env)})  # the browser inherits it
+                               env={**os.environ, **dict(choice.env)},  # the browser inherits it
+                               preexec_fn=_stop_with_parent if sys.platform == "linux" else None)
     try:
         endpoint = process.stdout.readline().strip()
     except BaseException:  # e.g. Ctrl-C while the browser starts
@@ -66,6 +67,15 @@ def start_server(choice: BrowserChoice, host: str = "127.0.0.1", port: int = 0) 
         stop_server(process)
         raise RuntimeError(f"the browser server did not start: {endpoint} {process.stderr.read()}")
     return process, endpoint
+
+
+def _stop_with_parent() -> None:
+    """In the browser server's process, before Node starts: SIGTERM it when its parent dies, even of a
+    SIGKILL that gives `browserml serve` no chance to stop it (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 STOP_GRACE_S = 10
