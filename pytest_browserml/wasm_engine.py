@@ -7,6 +7,9 @@ test-sized models (ONNX's node suite: one run per session) never earns back, and
 browsers pay N times. `liftoff` (`--js-flags=--liftoff-only`) skips it. Latency measured on Liftoff
 code is not what users see, so `auto` keeps tier-up for `browserml` tests (they time their runs and
 hold them to budgets) and uses Liftoff for ONNX test-data folders (one untimed run per data set).
+Measured on ONNX's node suite (bench/bench_xdist.py --tiers): 16 cores, -n 16: 13.9 s on Liftoff against
+21.9 s on tier-up; -n 2 (8 cores a worker): 19.8 s against 22.9 s; only -n 0 on 16 idle cores gains from
+tier-up (19.8-21.8 s against 22.9-23.3 s, for 1.4 times the CPU). 2 cores, -n 0: Liftoff about 3x faster.
 
 Threads: ORT-web's default is min(4, ceil(cores / 2)) threads per session, per page; N pytest-xdist
 workers each running that many oversubscribe the machine. `auto` lowers it to the cores this
