@@ -206,6 +206,6 @@ def settings(ep, *, warmup: int = 0, iterations: int = 1):
     from pytest_browserml.provision import ORT_WEB_VERSION
     from pytest_browserml.runner import Settings
 
-    return Settings(eps=(ep,), strict=True, timeout_s=300, ort_web_version=ORT_WEB_VERSION, ort_web_bundle="all",
+    return Settings(eps=(ep,), strict=True, timeout_s=300, ort_web_version=ORT_WEB_VERSION,
                     browser_executable=None, browser_channel=None, auto_install=True, warmup=warmup,
                     iterations=iterations)

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=64)
     args = parser.parse_args()
     ep = ExecutionProvider.parse(args.ep)
-    settings = Settings(eps=(ep,), strict=True, timeout_s=300, ort_web_version=ORT_WEB_VERSION, ort_web_bundle="all",
+    settings = Settings(eps=(ep,), strict=True, timeout_s=300, ort_web_version=ORT_WEB_VERSION,
                         browser_executable=None, browser_channel=None, auto_install=True, warmup=0, iterations=1)
     runtime = Runtime(settings)
     with tempfile.TemporaryDirectory() as tmp:

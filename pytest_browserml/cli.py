@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 
 from . import golden_approve, provision
-from .browser import BrowserSetupError, ExecutionProvider
+from .browser import BrowserSetupError, ExecutionProvider, webgpu_plan
+from .launch_plan import ADAPTER_MODES
 from .doctor import diagnose
 from .runner import Settings
+
+
+DOCTOR_EPS = ["wasm", "webgpu", "webgpu:jsep", "webnn"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     install.add_argument("--no-browser", action="store_true", help="fetch onnxruntime-web only")
 
     doctor = commands.add_parser("doctor", help="report which EPs work here and why not (exit 1 if one does not)")
-    doctor.add_argument("--browser-ep", action="append", help="EP to check (repeatable; default: wasm, webgpu, webnn)")
+    doctor.add_argument("--browser-ep", action="append", help="EP to check (repeatable; default: " + ", ".join(DOCTOR_EPS) + ")")
     doctor.add_argument("--browser-executable")
     doctor.add_argument("--browser-channel")
     doctor.add_argument("--ort-web-version", default=provision.ORT_WEB_VERSION)
-    doctor.add_argument("--ort-web-bundle", default="all", choices=["all", "webgpu"])
+    doctor.add_argument("--webgpu-adapter", default="auto", choices=ADAPTER_MODES,
+                        help="the WebGPU adapter to aim at (as pytest's --webgpu-adapter)")
     doctor.add_argument("--browser-ws-endpoint", action="append", default=[], help="check a browser server instead")
     doctor.add_argument("--timeout", type=float, default=120, help="seconds per check")
 
@@ -125,17 +130,18 @@ def _approve(args) -> int:
 
 def _doctor(args) -> int:
     settings = Settings(
-        eps=tuple(ExecutionProvider.parse(text) for text in (args.browser_ep or ["wasm", "webgpu", "webnn"])),
+        eps=tuple(ExecutionProvider.parse(text) for text in (args.browser_ep or DOCTOR_EPS)),
         strict=True,
         timeout_s=args.timeout,
         ort_web_version=args.ort_web_version,
-        ort_web_bundle=args.ort_web_bundle,
         browser_executable=args.browser_executable,
         browser_channel=args.browser_channel,
         auto_install=True,
         warmup=0,
         iterations=1,
         ws_endpoints=tuple(args.browser_ws_endpoint),
+        webgpu_plan=None if args.browser_ws_endpoint else webgpu_plan(
+            args.webgpu_adapter, args.browser_executable, args.browser_channel),
     )
     report = diagnose(settings)
     print(report.format())

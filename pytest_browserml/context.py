@@ -10,6 +10,7 @@ import pytest
 
 from .browser import BrowserSetupError, ExecutionProvider
 from .provision import ProvisionError
+from .reports import ADAPTER_PROPERTY
 from .runner import EpBrowser, Runtime
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
@@ -17,13 +18,14 @@ PROJECT_TOLERANCE_KEY = pytest.StashKey[tuple]()  # ToleranceLayer from pyprojec
 PROJECT_BUDGET_KEY = pytest.StashKey[tuple]()  # BudgetLayer from pyproject.toml, or ()
 
 
-def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider, timed: bool = True) -> EpBrowser:
+def usable_ep_browser(node: pytest.Item, ep: ExecutionProvider, timed: bool = True) -> EpBrowser:
     """The EP's browser, or skip the test with doctor's reason (fail it under --browser-ep-strict).
+    The test's report rows name the WebGPU adapter it ran on.
 
     `timed`: the test times its runs (a `browserml` test), so its browser runs the wasm tier users' browsers run.
     """
     __tracebackhide__ = True
-    runtime = config.stash[RUNTIME_KEY]
+    runtime = node.config.stash[RUNTIME_KEY]
     try:
         ep_browser = runtime.browser_for(ep, timed)
         probe = ep_browser.probe()
@@ -34,6 +36,8 @@ def usable_ep_browser(config: pytest.Config, ep: ExecutionProvider, timed: bool 
         if runtime.settings.strict:
             pytest.fail(f"{message} (--browser-ep-strict or browserml_ep_strict is set)", pytrace=False)
         pytest.skip(message)
+    if ep.name == "webgpu" and (adapter := ep_browser.environment().adapter):
+        node.user_properties.append((ADAPTER_PROPERTY, adapter.describe()))
     return ep_browser
 
 

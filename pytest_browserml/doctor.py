@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .browser import BrowserSetupError, ExecutionProvider
+from .gpu_info import GpuStatus
+from .launch_plan import LaunchPlan
 from .provision import ProvisionError
 from .results import Adapter, Environment
 from .runner import ModelRunError, Runtime, Settings
@@ -28,33 +30,38 @@ class EpReport:
     webnn_devices: dict | None = None
     placement: dict | None = None
     environment: Environment | None = None
+    gpu: GpuStatus | None = None  # webgpu: what the browser's GPU process says
 
 
 @dataclass(frozen=True)
 class DoctorReport:
     ort_web_version: str
-    ort_web_bundle: str
     browser: str | None
     browser_version: str | None
     eps: list[EpReport] = field(default_factory=list)
     setup_error: str | None = None
+    webgpu_plan: LaunchPlan | None = None
 
     @property
     def ok(self) -> bool:
         return self.setup_error is None and all(ep.works for ep in self.eps)
 
     def format(self) -> str:
-        lines = [f"onnxruntime-web {self.ort_web_version}, bundle {self.ort_web_bundle}"]
+        lines = [f"onnxruntime-web {self.ort_web_version}"]
         if self.setup_error:
             return "\n".join([*lines, f"setup failed: {self.setup_error}"])
         lines.append(f"browser: {self.browser} (version {self.browser_version})")
         for ep in self.eps:
-            lines.append(f"  {ep.ep:<10} {'works' if ep.works else 'DOES NOT WORK'}")
+            lines.append(f"  {ep.ep:<11} {'works' if ep.works else 'DOES NOT WORK'}")
+            if ep.environment:
+                lines.append(f"      bundle: {ep.environment.ort_web_bundle}")
             if ep.reason:
                 lines.append(f"      why: {ep.reason}")
             if ep.adapter:
                 warning = "" if ep.adapter.shader_f16 else ": float16 models cannot run on WebGPU here"
                 lines.append(f"      adapter: {ep.adapter.describe()}{warning}")
+            if ep.ep.startswith("webgpu"):
+                lines += [f"      {line}" for line in _gpu_section(ep, self.webgpu_plan)]
             if ep.webnn_devices:
                 devices = ", ".join(f"{name} {status}" for name, status in ep.webnn_devices.items())
                 lines.append(f"      WebNN device types: {devices}")
@@ -65,11 +72,10 @@ class DoctorReport:
 
 def diagnose(settings: Settings) -> DoctorReport:
     runtime = Runtime(settings)
-    bundle = settings.ort_web_bundle
     try:
         runtime.start()
     except (ProvisionError, BrowserSetupError) as error:
-        return DoctorReport(settings.ort_web_version, bundle, None, None, setup_error=str(error))
+        return DoctorReport(settings.ort_web_version, None, None, setup_error=str(error))
     try:
         with tempfile.TemporaryDirectory() as folder:
             model = runtime.model_files(_tiny_model(Path(folder) / "doctor.onnx"))
@@ -77,10 +83,10 @@ def diagnose(settings: Settings) -> DoctorReport:
         environment = next((report.environment for report in reports if report.environment), None)
         return DoctorReport(
             ort_web_version=environment.ort_web_version if environment else settings.ort_web_version,
-            ort_web_bundle=environment.ort_web_bundle if environment else bundle,
             browser=environment.browser if environment else runtime.device,
             browser_version=environment.browser_version if environment else None,
             eps=reports,
+            webgpu_plan=settings.webgpu_plan,
         )
     finally:
         runtime.close()
@@ -93,7 +99,8 @@ def _check(runtime: Runtime, ep: ExecutionProvider, model) -> EpReport:
     except BrowserSetupError as error:
         return EpReport(ep.id, False, str(error))
     details = {"adapter": Adapter.from_probe(probe.get("adapter")), "webnn_devices": probe.get("webnnDevices"),
-               "environment": ep_browser.environment()}
+               "environment": ep_browser.environment(),
+               "gpu": ep_browser.gpu_status() if ep.name == "webgpu" else None}
     if not probe["ok"]:
         return EpReport(ep.id, False, probe["reason"], **details)
     try:
@@ -103,6 +110,36 @@ def _check(runtime: Runtime, ep: ExecutionProvider, model) -> EpReport:
     if not np.array_equal(result.outputs["y"], np.full((2, 3), 2, np.float32)):
         return EpReport(ep.id, False, f"1 + 1 gave {result.outputs['y'].ravel().tolist()}", **details)
     return EpReport(ep.id, True, None, placement=result.placement.nodes_per_provider, **details)
+
+
+def _gpu_section(ep: EpReport, plan: LaunchPlan | None) -> list[str]:
+    """The GPU lines of a webgpu EP: the launch plan, what the GPU process says, the adapter's features and
+    limits, and why it fell back when it did."""
+    lines = [f"GPU plan: {plan.describe()}" if plan else "GPU plan: none (a remote browser: its machine decides)"]
+    if plan and plan.hardware:
+        lines.append("Vulkan drivers: " + dict(plan.env).get("VK_DRIVER_FILES", "?"))
+    if ep.gpu:
+        lines.append(f"GPU process: {ep.gpu.why_not()}")
+        lines += [f"GPU device: {device}" for device in ep.gpu.devices]
+    adapter = ep.adapter
+    if adapter:
+        lines.append(f"adapter: vendor {adapter.vendor or '?'}, architecture {adapter.architecture or '?'}, "
+                     f"description {adapter.description or '?'}, driver {adapter.driver or '?'}, "
+                     f"backend {adapter.backend or '?'}; shader-f16 {'yes' if adapter.shader_f16 else 'no'}, "
+                     f"subgroups {'yes' if adapter.subgroups else 'no'}")
+        if adapter.limits:
+            lines.append("limits: " + ", ".join(f"{name} {_size(value)}" for name, value in adapter.limits.items()))
+        if adapter.is_fallback:
+            reason = (plan.fallback_reason if plan and not plan.hardware else
+                      f"the GPU was aimed at, but the browser says: {ep.gpu.why_not()}" if ep.gpu else None)
+            lines.append(f"fell back to SwiftShader: {reason or 'asked for (--webgpu-adapter swiftshader)'}")
+    return lines
+
+
+def _size(value) -> str:
+    if isinstance(value, int) and value >= 2**20:
+        return f"{value / 2**30:.3g} GiB" if value >= 2**30 else f"{value / 2**20:.3g} MiB"
+    return str(value)
 
 
 def _tiny_model(path: Path) -> Path:

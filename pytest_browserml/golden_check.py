@@ -113,6 +113,7 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     record = GoldenRecord(str(files.npz), result.ep)
     exists = files.npz.exists()
     sidecar = _sidecar_or_none(files.sidecar)
+    other_device = _other_device(result, files) if per_ep and exists else []
     if reference_model is not None:
         record = replace(record, path=f"native onnxruntime outputs of {target.show(reference_model)}")
     elif policy.update == "all" or (policy.update == "missing" and not exists):
@@ -126,7 +127,7 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
         old = _readable_or_none(files.npz) if exists else None
         found = goldens.changes(old, wanted)
         metadata = _metadata(result, target, wanted, per_ep, layers, _used_by(sidecar, target))
-        if old is None or any(change.kind != "unchanged" for change in found):
+        if old is None or other_device or any(change.kind != "unchanged" for change in found):
             goldens.write_golden(files, wanted, metadata)
             record = replace(record, written=True, changes=tuple(change.describe() for change in found))
         else:  # same tensors: the sidecar still names this model, these inputs and this run
@@ -136,6 +137,12 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
         raise GoldenMismatch(f"no golden for this test: {target.show(files.npz)} does not exist."
                              f"{_legacy_note(key, target, files, per_ep and result.ep)}\n"
                              f"Create it with: {target.update_command(result.ep)}  (then review and commit it)")
+    if other_device and not record.written:
+        policy.record(record)
+        raise GoldenMismatch(
+            f"the per-EP golden {target.show(files.npz)} was made on another device: {'; '.join(other_device)}.\n"
+            f"It is not compared. To replace it with this device's outputs: {target.update_command(result.ep)}"
+        )
     if reference_model is not None:
         expected = reference.outputs(reference_model, result.inputs)
     else:
@@ -198,6 +205,24 @@ def _legacy_note(key: GoldenKey, target: GoldenTarget, files: goldens.GoldenFile
         return ""
     return (f"\nnote: {target.show(legacy)} is this test's golden under the names of earlier releases; "
             f"rename it (and its .json) to {files.npz.name}")
+
+
+# What a per-EP golden holds to one device: outputs made on another adapter or by another WebGPU
+# implementation (bundle) differ by design, so comparing them near-exactly says nothing.
+DEVICE_KEYS = {"adapter": "adapter", "bundle": "onnxruntime-web bundle"}
+
+
+def _other_device(result: RunResult, files) -> list[str]:
+    """How the device a per-EP golden was made on differs from this run's (nothing when its sidecar does not say)."""
+    made_by = (_sidecar_or_none(files.sidecar) or {}).get("made_by", {})
+    here = _device_of(result)
+    return [f"{label} {made_by[key]!r} there, {here[key]!r} here" for key, label in DEVICE_KEYS.items()
+            if key in made_by and made_by[key] != here[key]]
+
+
+def _device_of(result: RunResult) -> dict:
+    environment = result.environment
+    return {"adapter": environment.adapter and environment.adapter.describe(), "bundle": environment.ort_web_bundle}
 
 
 def _readable_or_none(path: Path) -> dict | None:
@@ -300,8 +325,7 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
     environment = result.environment
     if per_ep:
         made_by = {"ep": environment.ep, "device": environment.device, "browser": environment.browser_version,
-                   "ort_web": environment.ort_web_version,
-                   "bundle": environment.ort_web_bundle, "adapter": environment.adapter and environment.adapter.describe()}
+                   "ort_web": environment.ort_web_version, **_device_of(result)}
     else:
         made_by = {"reference": reference.describe()}
     if reference_model is not None:
@@ -317,8 +341,7 @@ def _metadata(result: RunResult, target: GoldenTarget, arrays: dict, per_ep: boo
         "inputs": _input_digests(result.inputs),
         "made_by": made_by,
         "compared_on": {"ep": environment.ep, "device": environment.device, "browser": environment.browser_version,
-                        "ort_web": environment.ort_web_version, "bundle": environment.ort_web_bundle,
-                        "adapter": environment.adapter and environment.adapter.describe()},
+                        "ort_web": environment.ort_web_version, **_device_of(result)},
         "outputs": {name: {"dtype": str(array.dtype), "shape": list(array.shape)} for name, array in arrays.items()},
         "tolerance": {name: resolve(layers, ep=result.ep, dtype=array.dtype, output=name,
                                     precision=model_facts.read(result.model).precision).describe()

@@ -46,7 +46,8 @@ def write_html(path: Path, rows: list[TestRow], environment: dict, rootdir: Path
         f"<style>{STYLE}</style></head><body>",
         "<h1>pytest-browserml report</h1>",
         f"<p id='environment'>onnxruntime-web {_e(environment['ort_web_version'])} "
-        f"({_e(environment['ort_web_bundle'])} bundle), EPs {_e(', '.join(environment['eps']))}, "
+        f"EPs {_e(', '.join(f'{ep} ({bundle})' for ep, bundle in environment['ort_web_bundles'].items()))}, "
+        f"webgpu adapter {_e(environment['webgpu_adapter'] or '-')}, "
         f"pytest-browserml {_e(environment['plugin_version'])}, {_e(environment['created'])}</p>",
         "<h2>Tests x EPs</h2>", _matrix(rows, eps),
         "<h2>Latency (p50) per EP</h2>", _latency_chart(rows),

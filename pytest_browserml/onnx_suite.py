@@ -73,7 +73,7 @@ class OnnxDataSet(pytest.Item):
     def runtest(self) -> None:
         test = self.nodeid.rpartition("[")[0]
         self.user_properties += [(EP_PROPERTY, self.ep.id), (TEST_PROPERTY, test)]  # rows of the reports
-        ep_browser = usable_ep_browser(self.config, self.ep, timed=False)  # one untimed run per data set
+        ep_browser = usable_ep_browser(self, self.ep, timed=False)  # one untimed run per data set
         model_files = self.config.stash[RUNTIME_KEY].model_files(self.model)
         input_names, output_names = _tensor_names(model_files)
         entries = list(self.data_set.iterdir())  # listed once for inputs and outputs

@@ -10,7 +10,8 @@ import pytest
 
 from . import baselines, provision, wasm_engine
 from .baselines import BaselineError, CompareRule
-from .browser import BrowserSetupError, ExecutionProvider
+from .browser import BrowserSetupError, ExecutionProvider, webgpu_plan
+from .launch_plan import ADAPTER_MODES
 from .budgets import BudgetError, BudgetLayer
 from .golden_check import UPDATE_MODES
 from .localise import MODES as LOCALISE_MODES
@@ -29,8 +30,12 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(flag, dest=ini, help=f"{help} (ini: {ini})", default=None, **kwargs)
         parser.addini(ini, help=help, type=ini_type, default=default)
 
-    option("--browser-ep", "browserml_eps", "execution provider to run on: wasm, webgpu, webnn or webnn:gpu|npu; "
-           "repeat for several (default: wasm)", action="append", ini_type="args", default=["wasm"])
+    option("--browser-ep", "browserml_eps", "execution provider to run on: wasm, webgpu (the native WebGPU EP), "
+           "webgpu:jsep (WebGPU through JSEP), webnn or webnn:gpu|npu; repeat for several (default: wasm)",
+           action="append", ini_type="args", default=["wasm"])
+    option("--webgpu-adapter", "browserml_webgpu_adapter", "the WebGPU adapter: auto (the GPU when the machine "
+           "has one, else SwiftShader), hardware (no GPU is an error) or swiftshader", choices=ADAPTER_MODES,
+           default="auto")
     option("--browser-ep-strict", "browserml_ep_strict", "an EP that cannot run here is an error, not a skip",
            action="store_true", default=False, ini_type="bool")
     option("--browser-executable", "browserml_browser_executable", "path of a Chromium-based browser to use "
@@ -42,8 +47,8 @@ def add_options(parser: pytest.Parser) -> None:
            action="append", ini_type="args", default=[])
     option("--ort-web-version", "browserml_ort_web_version", "onnxruntime-web version from the npm registry",
            default=provision.ORT_WEB_VERSION)
-    option("--ort-web-bundle", "browserml_ort_web_bundle", "onnxruntime-web bundle: all (WebGPU through JSEP) "
-           "or webgpu (the native WebGPU EP)", default="all")
+    option("--ort-web-bundle", "browserml_ort_web_bundle", "DEPRECATED, use --browser-ep webgpu:jsep: `all` makes "
+           "webgpu run through JSEP, `webgpu` keeps the native WebGPU EP")
     option("--browserml-wasm-tier", "browserml_wasm_tier", "V8's compiler tier for onnxruntime-web's wasm: "
            "tier-up (as users' browsers run it), liftoff (--js-flags=--liftoff-only: no re-optimisation, far less CPU, "
            "slower code) or auto (tier-up for browserml tests, which time their runs; liftoff for ONNX test-data "
@@ -90,25 +95,47 @@ def setting(config: pytest.Config, name: str):
 def settings_from(config: pytest.Config) -> Settings:
     try:
         eps = tuple(dict.fromkeys(ExecutionProvider.parse(text) for text in setting(config, "browserml_eps")))
+        eps = _with_deprecated_bundle(config, eps)
+        executable = setting(config, "browserml_browser_executable") or None
+        channel = setting(config, "browserml_browser_channel") or None
+        ws_endpoints = tuple(setting(config, "browserml_ws_endpoints"))
+        mode = setting(config, "browserml_webgpu_adapter") or "auto"
+        uses_webgpu = any(ep.name == "webgpu" for ep in eps)
         return Settings(
             eps=eps,
             strict=bool(setting(config, "browserml_ep_strict")),
             timeout_s=_number(config, "browserml_timeout"),
             ort_web_version=setting(config, "browserml_ort_web_version"),
-            ort_web_bundle=setting(config, "browserml_ort_web_bundle"),
-            browser_executable=setting(config, "browserml_browser_executable") or None,
-            browser_channel=setting(config, "browserml_browser_channel") or None,
+            browser_executable=executable,
+            browser_channel=channel,
             auto_install=config.getini("browserml_auto_install"),
             warmup=_number(config, "browserml_warmup"),
             iterations=_number(config, "browserml_iterations"),
             budget_scale=_number(config, "browserml_budget_scale", option=True),
             profile=config.getoption("browserml_profile"),
-            ws_endpoints=tuple(setting(config, "browserml_ws_endpoints")),
+            ws_endpoints=ws_endpoints,
             wasm_tier=wasm_engine.parse_tier(setting(config, "browserml_wasm_tier")),
             wasm_threads=wasm_engine.parse_threads(str(setting(config, "browserml_wasm_threads"))),
+            webgpu_plan=webgpu_plan(mode, executable, channel) if uses_webgpu and not ws_endpoints else None,
         )
     except (BrowserSetupError, EngineSettingError) as error:
         raise pytest.UsageError(str(error)) from None
+
+
+def _with_deprecated_bundle(config: pytest.Config, eps: tuple[ExecutionProvider, ...]) -> tuple[ExecutionProvider, ...]:
+    """--ort-web-bundle (deprecated): `all` turns webgpu into webgpu:jsep, as it ran before the EP axis."""
+    bundle = setting(config, "browserml_ort_web_bundle")
+    if not bundle:
+        return eps
+    if bundle not in ("all", "webgpu"):
+        raise BrowserSetupError(f"browserml_ort_web_bundle = {bundle!r}: choose from all, webgpu "
+                                "(deprecated: use --browser-ep webgpu or --browser-ep webgpu:jsep)")
+    config.issue_config_time_warning(pytest.PytestDeprecationWarning(
+        f"--ort-web-bundle {bundle} is deprecated: use --browser-ep webgpu:jsep for WebGPU through JSEP (ort.all) "
+        "and --browser-ep webgpu for the native WebGPU EP; both can run in one session"), stacklevel=2)
+    if bundle == "webgpu":
+        return eps
+    return tuple(dict.fromkeys(ExecutionProvider("webgpu", jsep=True) if ep.name == "webgpu" else ep for ep in eps))
 
 
 # (kind, lowest, highest, lowest allowed): what each number setting accepts; a day bounds the timeout

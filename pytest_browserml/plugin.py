@@ -71,8 +71,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     runtime = config.stash[RUNTIME_KEY]
     settings = runtime.settings
-    return (f"browserml: eps {', '.join(ep.id for ep in settings.eps)}; onnxruntime-web {settings.ort_web_version} "
-            f"({settings.ort_web_bundle} bundle); wasm {wasm_engine.describe(settings.wasm_tier)}, "
+    adapter = f"; webgpu adapter: {settings.webgpu_plan.summary}" if settings.webgpu_plan else ""
+    return (f"browserml: eps {', '.join(f'{ep.id} ({ep.bundle})' for ep in settings.eps)}; "
+            f"onnxruntime-web {settings.ort_web_version}{adapter}; wasm {wasm_engine.describe(settings.wasm_tier)}, "
             f"{runtime.wasm_threads} thread(s) per page; cache {provision.cache_dir()}")
 
 
@@ -131,7 +132,7 @@ def browserml(request: pytest.FixtureRequest) -> BrowserML:
     if refusal := request.config.pluginmanager.get_plugin("browserml-goldens").refusal(target.nodeid_without_ep):
         pytest.fail(refusal, pytrace=False)
     request.node.user_properties += [(EP_PROPERTY, ep.id), (TEST_PROPERTY, target.nodeid_without_ep)]
-    ep_browser = usable_ep_browser(request.config, ep)
+    ep_browser = usable_ep_browser(request.node, ep)
     roots = (request.config.rootpath, Path(request.node.path).parent)
     return BrowserML(ep_browser, _run_settings(request, runtime.settings), roots, target,
                      _golden_policy(request, ep_browser), _budgets(request, ep), _on_result(request, target.nodeid_without_ep))

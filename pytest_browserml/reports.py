@@ -26,7 +26,8 @@ EP_PROPERTY = "browserml_ep"
 TEST_PROPERTY = "browserml_test"
 RUN_PROPERTY = "browserml_run"
 GOLDEN_PROPERTY = "browserml_golden"
-REPORT_VERSION = 1
+ADAPTER_PROPERTY = "browserml_adapter"
+REPORT_VERSION = 2
 SCHEMA = Path(__file__).with_name("report.schema.json")
 
 
@@ -37,6 +38,7 @@ class TestRow:
     nodeid: str
     test: str  # without the EP id
     ep: str
+    adapter: str | None = None  # the WebGPU adapter it ran on, None off webgpu
     # passed, failed, error, skipped, xfailed, xpassed; interrupted until its call reports (Ctrl-C mid-test
     # leaves no call report: such a test must never read as passed)
     verdict: str = "interrupted"
@@ -106,6 +108,7 @@ class ReportLedger:
         row = self.rows.setdefault(report.nodeid, TestRow(
             report.nodeid, next(v for k, v in properties if k == TEST_PROPERTY), ep))
         row.duration_s += report.duration
+        row.adapter = next((value for key, value in properties if key == ADAPTER_PROPERTY), row.adapter)
         if report.when == "call":
             row.runs = [value for key, value in properties if key == RUN_PROPERTY]
             row.goldens = [value for key, value in properties if key == GOLDEN_PROPERTY]
@@ -140,12 +143,12 @@ class ReportLedger:
             terminalreporter.write_line(f"browserml: saved the figures of {len(entries)} runs to {self.save_as}")
 
 
-COLUMNS = ("test", "ep", "verdict", "worst abs", "worst ULP", "p50", "peak memory", "fallback")
+COLUMNS = ("test", "ep", "adapter", "verdict", "worst abs", "worst ULP", "p50", "peak memory", "fallback")
 
 
 def cells(row: TestRow) -> tuple[str, ...]:
     return (
-        row.test, row.ep, row.verdict,
+        row.test, row.ep, row.adapter.partition(" (")[0] if row.adapter else "-", row.verdict,
         "-" if row.worst_abs is None else f"{row.worst_abs:.3g}",
         "-" if row.worst_ulp is None else f"{row.worst_ulp:.0f}",
         "-" if row.p50_ms is None else format_value(row.p50_ms, "time"),
@@ -177,7 +180,8 @@ def environment(config: pytest.Config) -> dict:
         "plugin_version": version("pytest-browserml"),
         "eps": [ep.id for ep in settings.eps],
         "ort_web_version": settings.ort_web_version,
-        "ort_web_bundle": settings.ort_web_bundle,
+        "ort_web_bundles": {ep.id: ep.bundle for ep in settings.eps},
+        "webgpu_adapter": settings.webgpu_plan.summary if settings.webgpu_plan else None,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -100,18 +100,28 @@ class Adapter:
     description: str
     is_fallback: bool  # a software adapter such as SwiftShader
     shader_f16: bool  # without it, float16 models cannot run on WebGPU
+    subgroups: bool = False
+    driver: str = ""  # with --enable-webgpu-developer-features
+    backend: str = ""  # e.g. vulkan
+    limits: dict = field(default_factory=dict, compare=False)  # maxBufferSize ...: what bounds a model's tensors
 
     @classmethod
     def from_probe(cls, info: dict | None) -> "Adapter | None":
         if not info:
             return None
         return cls(info["vendor"], info["architecture"], info["device"], info["description"],
-                   info["isFallbackAdapter"], info["shaderF16"])
+                   info["isFallbackAdapter"], info["shaderF16"], info.get("subgroups", False),
+                   info.get("driver", ""), info.get("backend", ""), info.get("limits") or {})
+
+    @property
+    def name(self) -> str:
+        """Vendor and architecture, e.g. "google swiftshader" or "nvidia": what report rows show."""
+        return " ".join(filter(None, (self.vendor or "?", self.architecture)))
 
     def describe(self) -> str:
         kind = "fallback adapter" if self.is_fallback else "hardware adapter"
         f16 = "shader-f16" if self.shader_f16 else "no shader-f16"
-        return f"{self.vendor or '?'} {self.architecture or '?'} ({kind}, {f16})"
+        return f"{self.name} ({kind}, {f16})"
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,16 @@ from . import placement as placement_log
 from . import provision, remote, stats, transport, wasm_engine
 from .budgets import FIGURES, Budget
 from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
+from .launch_plan import LaunchPlan
 from .golden_check import GoldenPolicy, GoldenTarget
 from .model import ModelFacts
+from .gpu_info import GpuStatus, gpu_status
 from .page import CLOSE_DEADLINE_S, HarnessPage, PageFailure
 from .processes import BrowserTree
 from .provision import ProvisionError
 from .results import Adapter, Environment, Memory, Placement, RunResult, Transfer
 from .server import HarnessServer
 
-BUNDLES = {"all": "ort.all.min.mjs", "webgpu": "ort.webgpu.min.mjs"}
 INLINE_LIMIT = 96 * 1024  # payloads up to this size travel inside the call as base64 (above, HTTP is faster)
 
 
@@ -51,7 +52,6 @@ class Settings:
     strict: bool
     timeout_s: float
     ort_web_version: str
-    ort_web_bundle: str
     browser_executable: str | None
     browser_channel: str | None
     auto_install: bool
@@ -62,6 +62,7 @@ class Settings:
     ws_endpoints: tuple[str, ...] = ()  # Playwright browser servers to run in instead of a local browser
     wasm_tier: str = wasm_engine.AUTO  # V8's tier for ORT's wasm: auto, tier-up or liftoff (wasm_engine.py)
     wasm_threads: int | None = None  # ORT-web threads per page; None: this worker's share of the cores
+    webgpu_plan: LaunchPlan | None = None  # --webgpu-adapter's flags and environment (None: a remote browser's own)
 
 
 @dataclass(frozen=True)
@@ -95,15 +96,11 @@ class Runtime:
             return
         from playwright.sync_api import sync_playwright
 
-        if self.settings.ort_web_bundle not in BUNDLES:
-            raise BrowserSetupError(
-                f"browserml_ort_web_bundle = {self.settings.ort_web_bundle!r}: choose from {', '.join(BUNDLES)}"
-            )
         ort = provision.ort_web(self.settings.ort_web_version, fetch=self.settings.auto_install, progress=self.progress)
         if not self.settings.ws_endpoints:
             self.browser_choice = BrowserChoice.resolve(
                 self.settings.browser_executable, self.settings.browser_channel, fetch=self.settings.auto_install,
-                progress=self.progress,
+                progress=self.progress, webgpu=self.settings.webgpu_plan,
             )
         self.server = HarnessServer(ort.dist)
         self._playwright_manager = sync_playwright()
@@ -206,10 +203,6 @@ class EpBrowser:
         self._environment: Environment | None = None
         self._sessions: dict[str, tuple[tuple[str, ...], Placement]] = {}  # session key -> (log, placement)
 
-    @property
-    def bundle(self) -> str:
-        return BUNDLES[self.runtime.settings.ort_web_bundle]
-
     def page(self) -> HarnessPage:
         """The EP's harness page; a browser that went away is launched or connected anew, once."""
         try:
@@ -232,7 +225,7 @@ class EpBrowser:
             self.fresh_page()
             # a dead GPU process leaves WebGPU's work pending forever: watch it on webgpu
             watched = ("browser", "GPU") if self.ep.name == "webgpu" else ("browser",)
-            self._page = HarnessPage(self._browser, self._tree, self.runtime.server, self.bundle,
+            self._page = HarnessPage(self._browser, self._tree, self.runtime.server, self.ep.bundle,
                                      self.runtime.settings.timeout_s, remote=bool(self.runtime.endpoint),
                                      load_options=wasm_engine.load_options(self.runtime.wasm_threads),
                                      watched=watched)
@@ -241,8 +234,27 @@ class EpBrowser:
     def probe(self) -> dict:
         """Doctor's verdict for this EP in this browser: {ok, reason, adapter, webnnDevices}."""
         if self._probe is None:
-            self._probe = self.page().call("probe", self.ep.to_js())
+            probe = self.page().call("probe", self.ep.to_js())
+            self._refuse_fallback(probe)
+            self._probe = probe
         return self._probe
+
+    def gpu_status(self) -> GpuStatus:
+        """What this EP's browser says of its GPU (for doctor and for a fallback's reason)."""
+        self.page()
+        return gpu_status(self._browser)
+
+    def _refuse_fallback(self, probe: dict) -> None:
+        """--webgpu-adapter hardware: a browser that still gave no GPU adapter is an error saying why."""
+        plan = self.runtime.settings.webgpu_plan
+        if self.ep.name != "webgpu" or plan is None or plan.mode != "hardware":
+            return
+        adapter = Adapter.from_probe(probe.get("adapter"))
+        if adapter and not adapter.is_fallback:
+            return
+        got = adapter.describe() if adapter else probe["reason"]
+        raise BrowserSetupError(f"--webgpu-adapter hardware: the browser for {self.ep.id} got {got}, not the GPU "
+                                f"({plan.summary}); the browser says: {gpu_status(self._browser).why_not()}")
 
     def environment(self) -> Environment:
         """What runs the models; the same until the browser is replaced."""
@@ -254,7 +266,7 @@ class EpBrowser:
                 browser_version=self._browser.version,
                 device=f"{self.runtime.device}, {info['platform']}",
                 ort_web_version=info["ortVersion"],
-                ort_web_bundle=self.bundle,
+                ort_web_bundle=self.ep.bundle,
                 adapter=Adapter.from_probe(self.probe().get("adapter")),
                 wasm_tier=self.tier,
                 wasm_threads=info["wasmThreads"],
@@ -327,12 +339,12 @@ class EpBrowser:
             if self.ep.name == "webnn":  # ORT-web's WebNN backend keeps state of a failed run that fails later ones
                 page.close()
             raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {server.redact(answer['error'])}"
-                                + _too_large(self.ep, answer["error"]))
+                                + _too_large(self.ep, answer["error"]) + self._no_float16(answer["error"]))
         if answer["gpuErrors"]:  # WebGPU errors nobody caught, e.g. validation: the outputs cannot be trusted
             page.close()  # more of this run's errors may still arrive: they must not fail the next run
             errors = server.redact("\n".join(answer["gpuErrors"]))
             raise ModelRunError(f"{self._where(model)}: the browser reported a WebGPU error:"
-                                + _too_large(self.ep, errors) + "\n" + errors)
+                                + _too_large(self.ep, errors) + self._no_float16(errors) + "\n" + errors)
         if answer["log"] is not None:  # a new session: its creation log says where the nodes went
             self._sessions[session_key] = (
                 tuple(line for line in answer["log"] if "[W:" in line or "[E:" in line or "placed on" in line),
@@ -375,6 +387,14 @@ class EpBrowser:
     def run_once(self, path: Path, feeds: Mapping[str, Any]) -> RunResult:
         """One run of a model file that will not run again (a copy made to localise a divergence)."""
         return self.run(self.runtime.model_files(path), feeds, warmup=0, iterations=0, keep_session=False)
+
+    def _no_float16(self, error: str) -> str:
+        """A line (newline first) naming the adapter when float16 failed for want of shader-f16; "" otherwise."""
+        if self.ep.name != "webgpu" or not _NO_FLOAT16.search(error):
+            return ""
+        adapter = self.environment().adapter
+        return (f"\nthe WebGPU adapter ({adapter.describe() if adapter else 'none'}) has no shader-f16: "
+                "float16 models cannot run on it")
 
     def _where(self, model: ModelFiles) -> str:
         return f"{model.path} on {self.ep.id}"
@@ -507,6 +527,9 @@ def _split(log: list[str]) -> bool:
 _GPU_BUFFER_LIMIT = re.compile(r"(?:Buffer|Binding) size \((\d+)\) (?:exceeds|is larger than) the (max[a-z ]+?) \((\d+)\)")
 _WEBNN_TENSOR_LIMIT = re.compile(r"tensor size (\d+) exceeds the size limit (\d+)")
 _KERNEL_OUTPUT = re.compile(r"Failed to generate kernel's output\[\d+\] with dims (\[[\d, ]*\])")
+# The native EP: "Program Cast requires f16 but the device does not support it"; JSEP: "'f16' type used without
+# 'f16' extension enabled" (a validation error, with zeros for outputs).
+_NO_FLOAT16 = re.compile(r"requires f16 but the device does not support it|'f16' type used without 'f16' extension")
 _WASM_MEMORY_ERRORS = ("std::bad_alloc", "SafeIntOnOverflow", "Out of memory", "Maximum memory size exceeded",
                        "Array buffer allocation failed")
 

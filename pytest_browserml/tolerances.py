@@ -35,7 +35,7 @@ float32            webnn   1e-4   1e-3
 float32            webgpu  1e-3   1e-3
 float16            wasm    1e-3   1e-2
 float16            webnn   1e-3   1e-2
-float16            webgpu  1e-2   1e-2
+float16            webgpu  2e-2   1e-2
 float64            any     1e-6   1e-6
 int*, uint*, bool  any     exact  exact
 =================  ======  =====  =====
@@ -48,7 +48,11 @@ the looser rtol.  WebNN gets rtol 1e-3 because its backends (DirectML, Core ML,
 TFLite) may compute with lower internal precision; WebNN's own conformance
 tests likewise grant per-operator tolerances rather than exact results.
 float16 keeps 11 significant bits (about 1e-3 relative per operation), so a
-model's outputs drift by around 1e-2.  Integers and bool set nothing, which
+model's outputs drift by around 1e-2.  The WebGPU float16 row is calibrated on a real GPU (NVIDIA H200,
+bench/bench_gpu.py, README "WebGPU on a real GPU"): the smallest atol at rtol 1e-2 that passes each of
+8 float16 models on the native WebGPU EP was 0 (conv net, classifier twice, text classifier), 3.5e-3
+(attention block), 1.5e-2 (text recognizer), 2.9e-2 (one 4096-long MatMul) and 1 (a detector whose
+sigmoid map saturates, 6.8e-3 even on wasm); atol 2e-2 passes 6 of the 8 with a third to spare.  Integers and bool set nothing, which
 compare.py compares exactly.
 """
 
@@ -312,6 +316,6 @@ BUILTIN = ToleranceLayer(
         "quantized": {"cosine": QUANTIZED_COSINE},
         "wasm": {"float32": {"atol": 1e-4, "rtol": 1e-4}},
         "webnn": {"float32": {"atol": 1e-4, "rtol": 1e-3}},
-        "webgpu": {"float32": {"atol": 1e-3, "rtol": 1e-3}, "float16": {"atol": 1e-2, "rtol": 1e-2}},
+        "webgpu": {"float32": {"atol": 1e-3, "rtol": 1e-3}, "float16": {"atol": 2e-2, "rtol": 1e-2}},
     },
 )

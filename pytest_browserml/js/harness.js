@@ -100,20 +100,47 @@ export function connect(url) {
   });
 }
 
+// Full Chrome's first requestAdapter() of a page returned null on a real GPU (6 of 6 launches) and its
+// second the GPU: ask again. ORT is handed the adapter found, so it does not ask (and get null) itself.
+const ADAPTER_TRIES = 3;
+let adapterFound = null;
+
+async function webgpuAdapter() {
+  for (let attempt = 0; !adapterFound && attempt < ADAPTER_TRIES; attempt++) {
+    adapterFound = await navigator.gpu.requestAdapter();
+    if (!adapterFound && attempt + 1 < ADAPTER_TRIES) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (adapterFound && ort?.env?.webgpu && !ort.env.webgpu.adapter) ort.env.webgpu.adapter = adapterFound;
+  return adapterFound;
+}
+
+// What the adapter says of itself; architecture and description need --enable-webgpu-developer-features.
+// The limits are those that bound how large a model's tensors may be on it.
+function describeAdapter(adapter) {
+  const info = adapter.info ?? {};
+  return {
+    vendor: info.vendor ?? "", architecture: info.architecture ?? "", device: info.device ?? "",
+    description: info.description ?? "", driver: info.driver ?? "", backend: info.backend ?? "",
+    isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
+    shaderF16: adapter.features.has("shader-f16"),
+    subgroups: adapter.features.has("subgroups"),
+    limits: {
+      maxBufferSize: adapter.limits.maxBufferSize,
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+      maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
+    },
+  };
+}
+
 // Whether the browser exposes what an EP needs, with the browser's own error text.
 export async function probe(ep) {
   const report = { ep: ep.name, ok: true, reason: null, adapter: null, webnnDevices: null };
   if (ep.name === "webgpu") {
     if (!navigator.gpu) return { ...report, ok: false, reason: "navigator.gpu is undefined: WebGPU is not enabled in this browser" };
-    const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return { ...report, ok: false, reason: "navigator.gpu.requestAdapter() returned null: no WebGPU adapter" };
-    const info = adapter.info ?? {};
-    report.adapter = {
-      vendor: info.vendor ?? "", architecture: info.architecture ?? "", device: info.device ?? "",
-      description: info.description ?? "",
-      isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
-      shaderF16: adapter.features.has("shader-f16"),
-    };
+    const adapter = await webgpuAdapter();
+    if (!adapter) return { ...report, ok: false, reason: `navigator.gpu.requestAdapter() returned null ${ADAPTER_TRIES} times: no WebGPU adapter` };
+    report.adapter = describeAdapter(adapter);
   } else if (ep.name === "webnn") {
     if (!navigator.ml) return { ...report, ok: false, reason: "navigator.ml is undefined: WebNN is not enabled in this browser" };
     report.webnnDevices = {};
@@ -274,6 +301,7 @@ export async function run(request) {
     const inputMs = performance.now() - started;
     gpu.peak = gpu.live;
     gpu.errors.length = 0;
+    if (request.ep.name === "webgpu" && navigator.gpu) await webgpuAdapter();
     if (!entry) entry = await createSession(request);
     let outputs;
     if (entry.firstRunMs === null) {
