@@ -55,8 +55,8 @@ class ExecutionProvider:
                                     f"{', '.join(EP_NAMES)}, webgpu:jsep, webnn:gpu, webnn:npu")
         if name == "webgpu" and variant:
             if variant not in WEBGPU_IMPLEMENTATIONS:
-                raise BrowserSetupError(f"--browser-ep {text!r}: webgpu is the native WebGPU EP; "
-                                        "webgpu:jsep is the only other implementation")
+                raise BrowserSetupError(f"--browser-ep {text!r}: only webnn takes a device type; webgpu is the "
+                                        "native WebGPU EP and webgpu:jsep WebGPU through JSEP")
             return cls(name, jsep=True)
         if variant and (name != "webnn" or variant not in WEBNN_DEVICE_TYPES):
             raise BrowserSetupError(

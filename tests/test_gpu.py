@@ -124,6 +124,16 @@ def test_an_unknown_adapter_mode_and_the_deprecated_bundle_option(project):
                                  "*--ort-web-bundle all is deprecated: use --browser-ep webgpu:jsep*"])
 
 
+def test_the_ini_twins(pytester):
+    from pytest_browserml.context import RUNTIME_KEY
+
+    pytester.makeini("[pytest]\nbrowserml_eps = wasm webgpu\nbrowserml_webgpu_adapter = swiftshader\n"
+                     "browserml_ort_web_bundle = all\n")
+    settings = pytester.parseconfigure().stash[RUNTIME_KEY].settings
+    assert [ep.id for ep in settings.eps] == ["wasm", "webgpu:jsep"]
+    assert settings.webgpu_plan.mode == "swiftshader" and settings.webgpu_plan.summary == "SwiftShader (asked for)"
+
+
 # --- in a real browser (SwiftShader here) ----------------------------------------------------------------------
 
 CONV_TEST = """
@@ -161,20 +171,20 @@ def test_both_webgpu_implementations_in_one_run_with_the_adapter_everywhere(proj
     assert rows["webgpu"]["runs"][0]["nodes_per_provider"] == {"WebGpuExecutionProvider": 1}
     assert rows["webgpu:jsep"]["runs"][0]["nodes_per_provider"] == {"JsExecutionProvider": 1}
     folder = project.path / "goldens" / "test_model"
-    for ep, bundle in (("webgpu", "ort.webgpu.min.mjs"), ("webgpu:jsep", "ort.all.min.mjs")):
-        sidecar = goldens.read_sidecar(goldens.GoldenFiles.for_test(folder.parent, "test_model", "test_add", ep).sidecar)
+    for tag, bundle in (("webgpu", "ort.webgpu.min.mjs"), ("webgpu_jsep", "ort.all.min.mjs")):
+        sidecar = goldens.read_sidecar(folder / f"test_add[{tag}].json")
         assert sidecar["made_by"]["adapter"] == swiftshader and sidecar["made_by"]["bundle"] == bundle
 
     # a per-EP golden made on another adapter is refused, naming the difference
-    files = goldens.GoldenFiles.for_test(folder.parent, "test_model", "test_add", "webgpu")
-    sidecar = json.loads(files.sidecar.read_text())
+    sidecar_path = folder / "test_add[webgpu].json"
+    sidecar = json.loads(sidecar_path.read_text())
     sidecar["made_by"]["adapter"] = "nvidia (hardware adapter, shader-f16)"
-    files.sidecar.write_text(json.dumps(sidecar))
+    sidecar_path.write_text(json.dumps(sidecar))
     result = project.runpytest_subprocess(*args, "test_model.py")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "*the per-EP golden goldens/test_model/test_add?webgpu?.npz was made on another device: adapter "
         "'nvidia (hardware adapter, shader-f16)' there, 'google swiftshader (fallback adapter, no shader-f16)' here.",
-        "*It is not compared. To replace it with this device's outputs: pytest --update-goldens "
-        "test_model.py::test_add?webgpu?",
+        "*It is not compared. To replace it with this device's outputs: "
+        "pytest 'test_model.py::test_add?webgpu?' --browser-ep webgpu --update-goldens",
     ])

@@ -61,7 +61,6 @@ INI_TWINS = [  # (ini, value, what the session then uses)
     ("browserml_ws_endpoints", "ws://a:1/x ws://b:2/y",
      lambda c: _settings(c).ws_endpoints == ("ws://a:1/x", "ws://b:2/y")),
     ("browserml_ort_web_version", "1.29.0", lambda c: _settings(c).ort_web_version == "1.29.0"),
-    ("browserml_ort_web_bundle", "webgpu", lambda c: _settings(c).ort_web_bundle == "webgpu"),
     ("browserml_golden_dir", "refs", lambda c: options.golden_dir(c) == c.rootpath / "refs"),
     ("browserml_budget_scale", "2.5", lambda c: _settings(c).budget_scale == 2.5),
     ("browserml_report", "out/r.json", lambda c: c.pluginmanager.get_plugin("browserml-reports").json_path

@@ -77,7 +77,7 @@ def test_terminal_table_json_junit_and_step_summary(reported):
     assert rows[("test_model.py::test_gpu_only", "webgpu")]["message"] == "nothing to do here"
     properties = {p.get("name"): p.get("value") for p in ElementTree.parse(out / "junit.xml").iter("property")}
     assert properties["browserml_ep"] in ("wasm", "webgpu") and float(properties["browserml_latency_p50"]) > 0
-    assert "| test_model.py::test_conv | webgpu | failed |" in summary.read_text()
+    assert "| test_model.py::test_conv | webgpu | google swiftshader | failed |" in summary.read_text()
 
 
 def test_html_report_in_a_real_browser(reported, tmp_path):

@@ -336,7 +336,7 @@ def test_float32_outputs_of_a_float16_model_get_the_float16_tolerances_and_say_w
     marked = resolve([BUILTIN, marker(float16={"atol": 5e-3})], ep="wasm", dtype=F32, output="y",
                      precision=FLOAT16_MODEL)
     assert marked.atol == 5e-3
-    assert resolve([BUILTIN], ep="webgpu", dtype=F32, output="y", precision=FLOAT16_MODEL).atol == 1e-2
+    assert resolve([BUILTIN], ep="webgpu", dtype=F32, output="y", precision=FLOAT16_MODEL).atol == 2e-2
     assert resolve([BUILTIN], ep="wasm", dtype=np.dtype(np.int64), output="ids", precision=FLOAT16_MODEL).atol is None
 
 
@@ -352,7 +352,7 @@ def test_tolerance_for_a_value_needs_no_layers_beyond_the_defaults():
     """What localise uses for intermediate values: the default tolerance of a dtype under a precision class."""
     assert tolerance_for_value("wasm", F32) == tol()
     assert tolerance_for_value("wasm", F32, FLOAT16_MODEL).atol == 1e-3
-    assert tolerance_for_value("webgpu", F16).atol == 1e-2
+    assert tolerance_for_value("webgpu", F16).atol == 2e-2
 
 
 def test_mask_input_names_an_input():
