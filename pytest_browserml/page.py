@@ -130,6 +130,13 @@ class HarnessPage:
         self.close()
         return PageFailure(f"{failure}: {detail}; it was replaced")
 
+    def failure_if_gone(self, detail: str) -> str:
+        """What a call that answered with `detail` became when a watched process died under it (the page is
+        then replaced: "the GPU process died ...; it was replaced"); `detail` alone when all live."""
+        if self.processes.settle((*self._watched, "renderer")) is None:
+            return detail
+        return str(self._replaced(detail, settle=True))
+
     @property
     def usable(self) -> bool:
         return not self.crashed and not self.page.is_closed()

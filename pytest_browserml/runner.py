@@ -336,6 +336,9 @@ class EpBrowser:
         else:
             payload = uploaded or bytearray()
         if not answer["ok"]:
+            if self.ep.name == "webgpu" and _DEVICE_GONE.search(answer["error"]):
+                # the native EP answers at once when the GPU process dies under it: say that, not ORT's symptom
+                raise ModelRunError(f"{self._where(model)}: {page.failure_if_gone(answer['error'])}")
             if self.ep.name == "webnn":  # ORT-web's WebNN backend keeps state of a failed run that fails later ones
                 page.close()
             raise ModelRunError(f"{self._where(model)}: onnxruntime-web failed: {server.redact(answer['error'])}"
@@ -530,6 +533,7 @@ _KERNEL_OUTPUT = re.compile(r"Failed to generate kernel's output\[\d+\] with dim
 # The native EP: "Program Cast requires f16 but the device does not support it"; JSEP: "'f16' type used without
 # 'f16' extension enabled" (a validation error, with zeros for outputs).
 _NO_FLOAT16 = re.compile(r"requires f16 but the device does not support it|'f16' type used without 'f16' extension")
+_DEVICE_GONE = re.compile(r"reference no longer exists|[Dd]evice (?:was )?lost")
 _WASM_MEMORY_ERRORS = ("std::bad_alloc", "SafeIntOnOverflow", "Out of memory", "Maximum memory size exceeded",
                        "Array buffer allocation failed")
 

@@ -355,7 +355,7 @@ def test_ctrl_c_mid_run_reports_the_test_as_interrupted_never_passed(project):
             pass
     assert "KeyboardInterrupt" in output, output
     row = next(line for line in output.splitlines() if "test_interrupted" in line and " wasm " in line)
-    assert row.split()[2] == "interrupted", output
+    assert row.split()[3] == "interrupted", output  # test, ep, adapter, verdict
     assert report_of(project)["test_interrupted[wasm]"]["verdict"] == "interrupted"
 
 
