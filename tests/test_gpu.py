@@ -73,6 +73,24 @@ def test_gather_reads_driver_files_and_libraries(tmp_path, monkeypatch):
     assert "libGLdispatch.so.0" not in found.missing_libraries and found.swiftshader_icd is None
 
 
+def test_a_baseline_measured_on_another_adapter_is_refused_naming_both(tmp_path):
+    import dataclasses
+
+    from pytest_browserml import baselines
+    from pytest_browserml.results import Adapter
+    from tests.test_units import a_result
+
+    path = tmp_path / "base.json"
+    baselines.save(path, [baselines.entry_of("t.py::test_x", a_result())])
+    on_gpu = a_result()
+    nvidia = Adapter("nvidia", "", "", "NVIDIA H200", False, True)
+    on_gpu = dataclasses.replace(on_gpu, environment=dataclasses.replace(on_gpu.environment, adapter=nvidia))
+    with pytest.raises(baselines.BaselineError, match=r"refusing to compare: adapter 'google swiftshader \(fallback "
+                                                      r"adapter, no shader-f16\)' in the baseline, 'nvidia \(hardware "
+                                                      r"adapter, shader-f16\)' now"):
+        baselines.compare(baselines.load(path), "base", "t.py::test_x", on_gpu, [baselines.CompareRule.parse("p50:10%")])
+
+
 def _icd(path: Path, library: str) -> Path:
     path.write_text(json.dumps({"file_format_version": "1.0.0", "ICD": {"library_path": library}}))
     return path
