@@ -4,7 +4,7 @@
 #   .whl/         Playwright, greenlet, brotli wheels for the GPU machine's python3 (3.12)
 #   .gl/          glvnd + Vulkan loader debs (libGLdispatch.so.0: NVIDIA's Vulkan driver needs it)
 #   .gpu/debs/    NSS/NSPR debs (the pinned headless shell needs them; minimal Ubuntu lacks them)
-#   .gpu/part-*   the pinned Chromium and onnxruntime-web from the plugin's cache, tar.xz in pieces of 60 MB
+#   .gpu/part-*   the pinned Chromium and onnxruntime-web from the plugin's cache, tar.xz in pieces of 55 MiB
 #   .gpu/models/  the model set of bench_gpu.py (built here; real models from PyPI wheels)
 #   .gpu/src/     this project's files (git ls-files)
 # Each path stays under the device tool's 64 MiB a call; see bench/gpu_run.sh for the order of the calls.
@@ -25,7 +25,7 @@ apt-get $o update -qq
 PYTHONPATH="$HERE" python3 -m pytest_browserml.cli install >/dev/null
 CACHE=$(PYTHONPATH="$HERE" python3 -c 'from pytest_browserml import provision; print(provision.cache_dir())')
 rm -f .gpu/part-*
-tar --format=posix -C "$(dirname "$CACHE")" -cf - "$(basename "$CACHE")" | xz -6 -T0 | split -b 60M - .gpu/part-
+tar --format=posix -C "$(dirname "$CACHE")" -cf - "$(basename "$CACHE")" | xz -6 -T0 | split -b 55M - .gpu/part-
 python3 -m pip download -q --no-deps -d .gpu/wheels-models rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3
 PYTHONPATH="$HERE" python3 "$HERE/bench/bench_gpu.py" prepare .gpu/models --wheels .gpu/wheels-models
 rm -rf .gpu/src && mkdir -p .gpu/src

@@ -4,6 +4,8 @@
 # in back-to-back calls, each stashing what it carried under /tmp/gpu:
 #   bash .gpu/src/bench/gpu_run.sh stash    carry .gpu/src plus some of .whl .gl .gpu/debs .gpu/part-* .gpu/models
 #   bash .gpu/src/bench/gpu_run.sh bench    (last call) install, doctor, the example suite, the model set
+# Measured: three calls (.whl .gl .gpu/debs | .gpu/part-aa | .gpu/part-ab .gpu/models), 3.2 min of device time
+# in all with the bench on both adapters (ADAPTERS=hardware: about 70 s for the last call).
 # Results go to $OUT (or ./gpu-out): doctor.txt, examples.txt, examples.json, bench.txt, bench.json.
 set -uo pipefail
 STASH=/tmp/gpu
