@@ -122,7 +122,7 @@ def test_budget_scale_on_the_command_line_is_held_to_the_same_range(pytester, va
 ])
 def test_run_arguments_that_would_run_other_rounds_or_break_later_are_refused(arguments, says):
     inputs = arguments.pop("inputs", {"x": np.ones(3)})
-    fixture = BrowserML(None, Settings(eps=(), strict=False, timeout_s=1, ort_web_version="", ort_web_bundle="all",
+    fixture = BrowserML(None, Settings(eps=(), strict=False, timeout_s=1, ort_web_version="",
                                        browser_executable=None, browser_channel=None, auto_install=False,
                                        warmup=1, iterations=5), roots=())
     with pytest.raises((ValueError, TypeError), match=re.escape(says)):
