@@ -21,7 +21,7 @@ import numpy as np
 
 from . import goldens
 from .budgets import format_value
-from .reports import TestRow
+from .report_rows import TestRow
 
 PICTURE_SIDE = 160
 HISTOGRAM_BINS = 24

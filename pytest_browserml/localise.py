@@ -23,7 +23,7 @@ from . import exposure, reference
 from .budgets import format_value
 from .compare import Tolerance, compare
 from .divergence import GraphNode, Localisation, find_divergences
-from .results import Placement, RunResult
+from .results import ModelRunError, Placement, RunResult
 
 MODES = ("failures", "always", "off")
 _NAMED = 4  # nodes named in a note, the rest counted
@@ -57,7 +57,6 @@ class Localiser:
 
 def localise(result: RunResult, run_copy: RunCopy, tolerance_for: ToleranceFor) -> Localisation:
     """Expose every value the copy can carry; bisect by prefix when that is too large or hides the break."""
-    from .runner import ModelRunError
 
     graph = exposure.read(result.model)
     inputs = result.inputs

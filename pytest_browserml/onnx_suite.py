@@ -22,7 +22,8 @@ from .compare import OutputComparison, compare_outputs
 from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .golden_check import GoldenRecord
 from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, run_entry
-from .runner import ModelFiles, ModelRunError
+from .results import ModelRunError
+from .runner import ModelFiles
 from .tolerances import BUILTIN, resolve
 from .transport import TransportError
 

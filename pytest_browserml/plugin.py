@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from . import baselines, localise, onnx_suite, options, provision, wasm_engine
+from . import baselines, localise, onnx_suite, options, provision, reports, wasm_engine
 from .baselines import BaselineError
 from .browser import EP_NAMES, BrowserSetupError, ExecutionProvider
 from .budgets import BudgetError, BudgetExceeded, BudgetLayer
@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
         html_path=Path(html_path) if html_path else None,
         save_as=options.baseline_path(config, save_as) if save_as else None,
         rootdir=config.rootpath,
+        environment=reports.environment(config.stash[RUNTIME_KEY].settings),
     ), "browserml-reports")
     config.stash[BASELINE_KEY] = options.baseline(config)
 

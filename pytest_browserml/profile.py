@@ -9,35 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-TOP = 10
-
-
-@dataclass(frozen=True)
-class NodeTime:
-    name: str
-    op_type: str
-    provider: str
-    total_us: float
-    calls: int
-
-
-@dataclass(frozen=True)
-class Profile:
-    nodes: tuple[NodeTime, ...]  # slowest first
-    gpu_kernels: tuple[NodeTime, ...]  # slowest first; empty where the adapter cannot time kernels
-
-    def format(self, top: int = TOP) -> str:
-        lines = [f"{'node':<40} {'op':<18} {'provider':<26} {'calls':>5} {'total ms':>9}"]
-        lines += [f"{n.name[:40]:<40} {n.op_type[:18]:<18} {n.provider[:26]:<26} {n.calls:>5} {n.total_us / 1000:>9.3f}"
-                  for n in self.nodes[:top]]
-        if self.gpu_kernels:
-            lines.append("")
-            lines.append(f"{'GPU kernel':<40} {'program':<18} {'':<26} {'calls':>5} {'total ms':>9}")
-            lines += [f"{k.name[:40]:<40} {k.op_type[:18]:<18} {'':<26} {k.calls:>5} {k.total_us / 1000:>9.3f}"
-                      for k in self.gpu_kernels[:top]]
-        return "\n".join(lines)
+from .results import NodeTime, Profile
 
 
 def parse(event_lines: Iterable[str], gpu_kernels: Iterable[dict]) -> Profile:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from . import baselines
 from .budgets import format_value
+from .report_rows import TestRow
 
 EP_PROPERTY = "browserml_ep"
 TEST_PROPERTY = "browserml_test"
@@ -29,53 +29,6 @@ GOLDEN_PROPERTY = "browserml_golden"
 ADAPTER_PROPERTY = "browserml_adapter"
 REPORT_VERSION = 2
 SCHEMA = Path(__file__).with_name("report.schema.json")
-
-
-@dataclass
-class TestRow:
-    """One test on one EP."""
-
-    nodeid: str
-    test: str  # without the EP id
-    ep: str
-    adapter: str | None = None  # the WebGPU adapter it ran on, None off webgpu
-    # passed, failed, error, skipped, xfailed, xpassed; interrupted until its call reports (Ctrl-C mid-test
-    # leaves no call report: such a test must never read as passed)
-    verdict: str = "interrupted"
-    duration_s: float = 0.0
-    message: str | None = None
-    runs: list[dict] = field(default_factory=list)
-    goldens: list[dict] = field(default_factory=list)
-
-    @property
-    def worst_abs(self) -> float | None:
-        return _max(o["max_abs_error"] for g in self.goldens for o in g["outputs"])
-
-    @property
-    def worst_ulp(self) -> float | None:
-        return _max(o["max_ulp"] for g in self.goldens for o in g["outputs"])
-
-    @property
-    def p50_ms(self) -> float | None:
-        return _max(run["figures"].get("latency_p50") for run in self.runs)
-
-    @property
-    def peak_memory(self) -> float | None:
-        """The EP's own memory: GPU buffers on webgpu, the wasm heap elsewhere."""
-        figure = "gpu_memory" if self.ep.startswith("webgpu") else "wasm_memory"
-        return _max(run["figures"].get(figure) for run in self.runs)
-
-    @property
-    def fallback_nodes(self) -> int | None:
-        return _max(run.get("fallback_nodes") for run in self.runs)
-
-    @property
-    def shape_nodes(self) -> int | None:
-        """Shape arithmetic off the EP, which ORT keeps on the CPU by design (not in fallback_nodes)."""
-        return _max(run.get("shape_nodes") for run in self.runs)
-
-    def to_json(self) -> dict:
-        return _finite(asdict(self))
 
 
 def run_entry(test: str, result) -> dict:
@@ -98,7 +51,12 @@ class ReportLedger:
     html_path: Path | None
     save_as: Path | None  # --budget-save's baseline file
     rootdir: Path
+    environment: dict  # reports.environment(settings)
     rows: dict[str, TestRow] = field(default_factory=dict)
+
+    def session_environment(self) -> dict:
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return {**self.environment, "created": created}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         ep = ep_of(report)
@@ -127,12 +85,12 @@ class ReportLedger:
         for line in table(rows):
             terminalreporter.write_line(line)
         if self.json_path:
-            write_json(self.json_path, rows, config)
+            write_json(self.json_path, rows, self.session_environment())
             terminalreporter.write_line(f"browserml: JSON report written to {self.json_path}")
         if self.html_path:
             from .html_report import write_html
 
-            write_html(self.html_path, rows, environment(config), self.rootdir)
+            write_html(self.html_path, rows, self.session_environment(), self.rootdir)
             terminalreporter.write_line(f"browserml: HTML report written to {self.html_path}")
         if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
             with open(summary, "a", encoding="utf-8") as handle:
@@ -170,24 +128,25 @@ def markdown(rows: list[TestRow]) -> str:
     return "\n".join(lines)
 
 
-def environment(config: pytest.Config) -> dict:
-    from importlib.metadata import version
+def environment(settings) -> dict:
+    """What every report says of the session, from the runner's Settings (passed in: reports import no runner)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    from .context import RUNTIME_KEY
-
-    settings = config.stash[RUNTIME_KEY].settings
+    try:
+        plugin_version = version("pytest-browserml")
+    except PackageNotFoundError:  # imported from a folder without package metadata (PYTHONPATH)
+        plugin_version = "unknown (not installed)"
     return {
-        "plugin_version": version("pytest-browserml"),
+        "plugin_version": plugin_version,
         "eps": [ep.id for ep in settings.eps],
         "ort_web_version": settings.ort_web_version,
         "ort_web_bundles": {ep.id: ep.bundle for ep in settings.eps},
         "webgpu_adapter": settings.webgpu_plan.summary if settings.webgpu_plan else None,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def write_json(path: Path, rows: list[TestRow], config: pytest.Config) -> None:
-    document = {"report_version": REPORT_VERSION, "environment": environment(config),
+def write_json(path: Path, rows: list[TestRow], environment: dict) -> None:
+    document = {"report_version": REPORT_VERSION, "environment": environment,
                 "tests": [row.to_json() for row in rows]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, allow_nan=False))
@@ -205,19 +164,3 @@ def _message(report: pytest.TestReport) -> str:
     if report.skipped and isinstance(report.longrepr, tuple):
         return report.longrepr[2].removeprefix("Skipped: ")
     return report.longreprtext[-4000:]
-
-
-def _max(values) -> float | None:
-    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return max(present) if present else None
-
-
-def _finite(value):
-    """JSON has no NaN or Infinity: such figures are written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value

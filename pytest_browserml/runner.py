@@ -36,14 +36,10 @@ from .gpu_info import GpuStatus, gpu_status
 from .page import CLOSE_DEADLINE_S, HarnessPage, PageFailure
 from .processes import BrowserTree
 from .provision import ProvisionError
-from .results import Adapter, Environment, Memory, Placement, RunResult, Transfer
+from .results import Adapter, Environment, ModelRunError, Memory, Placement, RunResult, Transfer
 from .server import HarnessServer
 
 INLINE_LIMIT = 96 * 1024  # payloads up to this size travel inside the call as base64 (above, HTTP is faster)
-
-
-class ModelRunError(Exception):
-    """onnxruntime-web could not run the model on this EP; the text has ORT's message, the EP and the model."""
 
 
 @dataclass(frozen=True)
