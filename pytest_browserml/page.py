@@ -29,7 +29,7 @@ from .server import HarnessServer
 
 _CALL = "text => window.browserml.{function}(JSON.parse(text)).then(JSON.stringify)"
 CLOSE_DEADLINE_S = 10  # closing a page or a browser takes milliseconds unless the browser is frozen
-OPEN_DEADLINE_MIN_S = 30  # opening a page loads onnxruntime-web: seconds on a loaded machine, whatever the timeout
+OPEN_DEADLINE_MIN_S = 30  # opening a page loads and compiles onnxruntime-web: seconds on a loaded machine, whatever the timeout
 _DIED = {  # a process of the browser that is gone -> what the failure says
     "browser": "the browser process exited (killed or crashed)",
     "GPU": "the GPU process died (killed or crashed), and WebGPU with it",
@@ -54,25 +54,28 @@ class HarnessPage:
         self._watched = watched
         self._watch = None
         self.processes = BrowserProcesses({})  # a remote browser's process ids mean nothing here
-        with tree.deadline(max(timeout_s, OPEN_DEADLINE_MIN_S), "opening a page"):
+        self._open_s = max(timeout_s, OPEN_DEADLINE_MIN_S)
+        self._ready = True  # until load: after it harness.js compiles ORT's wasm in the background
+        with tree.deadline(self._open_s, "opening a page"):
             self.page = browser.new_page()
             self.page.on("crash", self._on_crash)
             if remote:  # the page cannot reach this machine: answer its requests over the Playwright connection
                 route_through_playwright(self.page, server.base_url)
             self.page.goto(server.url("index.html"))
-            self.page.wait_for_function("() => window.browserml", timeout=timeout_s * 1000)
+            self.page.wait_for_function("() => window.browserml", timeout=self._open_s * 1000)
             if not remote:
                 self.processes = BrowserProcesses.of(browser)
             self.info = self.call("load", {"ortUrl": server.url(f"ort/{ort_bundle}"), "wasmPaths": server.url("ort/"),
-                                           **(load_options or {})})
+                                           **(load_options or {})}, timeout_s=self._open_s)
+            self._ready = False
             if not remote:
                 url, connected = server.expect_channel()
                 self.page.evaluate("url => window.browserml.connect(url)", url)
                 try:
-                    self.channel = connected.get(timeout=timeout_s)
+                    self.channel = connected.get(timeout=self._open_s)
                 except queue.Empty:
                     raise PageFailure(f"the page's call channel {url} did not connect within "
-                                      f"browserml_timeout = {timeout_s:g} s") from None
+                                      f"{self._open_s:g} s (opening a page)") from None
                 self._watch = self.processes.watch(watched, lambda _gone: self.channel.abort())
 
     def call(self, function: str, arg: dict, timeout_s: float | None = None,
@@ -82,7 +85,12 @@ class HarnessPage:
 
         Both ways travel as one JSON text, through Playwright too: its own value serialization
         walks every field on both sides and cost about 3 ms a call (bench/bench_node_suite.py).
+        A fresh page's first call first waits, under the page opening's deadline, for ORT's wasm to be
+        compiled, so that `timeout_s` is the call's own.
         """
+        if not self._ready:
+            self._ready = True
+            self.call("ready", {}, timeout_s=self._open_s)
         timeout_s = timeout_s or self.timeout_s
         if self.channel is None:
             return self._call_through_playwright(function, arg, timeout_s)
@@ -94,7 +102,7 @@ class HarnessPage:
             self.close()
             frozen = (f"; the browser did not answer {self.tree.killed_waiting_for} either and was killed"
                       if self.tree.killed_waiting_for else "")
-            raise PageFailure(_timed_out(timeout_s) + frozen) from None
+            raise PageFailure(self._timed_out(timeout_s) + frozen) from None
         except ChannelClosed as closed:
             raise self._replaced(str(closed), settle=True) from None
         except BaseException:  # e.g. Ctrl-C: an answer still on its way must not reach the next call
@@ -112,9 +120,14 @@ class HarnessPage:
             return json.loads(handle.json_value())
         except PlaywrightTimeoutError:
             self.close()
-            raise PageFailure(_timed_out(timeout_s)) from None
+            raise PageFailure(self._timed_out(timeout_s)) from None
         except PlaywrightError as error:
             raise self._replaced(error.message.splitlines()[0]) from error
+
+    def _timed_out(self, timeout_s: float) -> str:
+        deadline = f"browserml_timeout = {timeout_s:g} s" if timeout_s == self.timeout_s else \
+            f"{timeout_s:g} s (opening a page: loading and compiling onnxruntime-web)"
+        return f"the page did not answer within {deadline}; it was replaced"
 
     def _replaced(self, detail: str, settle: bool = False) -> PageFailure:
         """Close the page (its owner opens a new one) and say what became of it.
@@ -162,6 +175,3 @@ class HarnessPage:
     def _on_crash(self, _page) -> None:
         self.crashed = True
 
-
-def _timed_out(timeout_s: float) -> str:
-    return f"the page did not answer within browserml_timeout = {timeout_s:g} s; it was replaced"

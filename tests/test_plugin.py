@@ -240,6 +240,30 @@ def test_a_run_past_the_timeout_fails_and_the_page_is_replaced(project):
                                  "browserml_timeout = 8 s; it was replaced*"])
 
 
+def test_the_first_run_on_a_fresh_page_has_its_whole_timeout_for_itself(project):
+    """A fresh page's first call also waits for the page to be ready (ORT compiling its wasm in the
+    background): that wait is the page opening's deadline, not the run's. Staged: a fresh page's renderer
+    is stopped for longer than browserml_timeout just before its first call."""
+    project.makeini("[pytest]\nbrowserml_timeout = 3\n")
+    project.makepyfile(test_model=textwrap.dedent("""
+        import os
+        import signal
+        import threading
+        import numpy as np
+
+        def test_first_run(browserml):
+            browserml._ep_browser.page().close()  # the next is a fresh page, ORT's wasm still compiling
+            renderers = browserml._ep_browser.page().processes.pids_by_type["renderer"]
+            for pid in renderers:
+                os.kill(pid, signal.SIGSTOP)
+            threading.Timer(5.0, lambda: [os.kill(pid, signal.SIGCONT) for pid in renderers]).start()
+            x = np.ones((2, 3), np.float32)
+            np.testing.assert_allclose(browserml.run("models/add.onnx", {"x": x}, warmup=0, iterations=1).outputs["y"], x + x)
+    """))
+    result = project.runpytest_subprocess("--browser-ep", "wasm")
+    result.assert_outcomes(passed=1)
+
+
 def test_missing_downloads_say_which_command_fixes_them(project, tmp_path, monkeypatch):
     project.makepyfile(test_model=ADD_TEST)
     project.makeini("[pytest]\nbrowserml_auto_install = false\n")

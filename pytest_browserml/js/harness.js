@@ -60,7 +60,8 @@ if (globalThis.GPUDevice) {
 // --- loading and probing -----------------------------------------------------
 // numThreads: ORT's threads per session (null keeps ORT's default, min(4, ceil(cores / 2))).
 // warmupModelBase64: a one-node model; its session (on wasm, released at once) makes ORT fetch and
-// compile its wasm module now, in the background, while Python goes on; runs wait for it.
+// compile its wasm module now, in the background, while Python goes on; `ready` waits for it (Python calls
+// it first on a new page, under the page opening's deadline, so a run's deadline is the run's own).
 let warming = null;
 
 export async function load({ ortUrl, wasmPaths, numThreads, warmupModelBase64 }) {
@@ -80,7 +81,12 @@ export async function load({ ortUrl, wasmPaths, numThreads, warmupModelBase64 })
 
 // The channel Python makes its calls through after `load`: a WebSocket to its
 // server is one process hop shorter each way than page.evaluate.
-const CALLS = { probe, run };
+const CALLS = { ready, probe, run };
+
+export async function ready() {
+  await warming;
+  return {};
+}
 
 export function connect(url) {
   return new Promise((resolve, reject) => {
@@ -289,7 +295,6 @@ async function endProfiling(request, entry) {
 }
 
 export async function run(request) {
-  if (warming) await warming;
   let entry = sessions.get(request.sessionKey);
   const cached = Boolean(entry);
   try {
