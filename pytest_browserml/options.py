@@ -163,6 +163,14 @@ def _number(config, name, option=False):
     return value
 
 
+def localise_mode(config: pytest.Config) -> str:
+    """--browserml-localise or its ini twin (the command line's choices are argparse's)."""
+    mode = setting(config, "browserml_localise")
+    if mode not in LOCALISE_MODES:
+        raise pytest.UsageError(f"browserml_localise = {mode!r}: choose from {', '.join(LOCALISE_MODES)}")
+    return mode
+
+
 def baseline_path(config: pytest.Config, name: str) -> Path:
     return config.rootpath / ".browserml" / "baselines" / f"{name}.json"
 

@@ -20,6 +20,7 @@ from .runner import BrowserML, Runtime, Settings
 from .tolerances import ToleranceError, ToleranceLayer
 
 BASELINE_KEY = pytest.StashKey[tuple | None]()
+LOCALISE_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
         environment=reports.environment(config.stash[RUNTIME_KEY].settings),
     ), "browserml-reports")
     config.stash[BASELINE_KEY] = options.baseline(config)
+    config.stash[LOCALISE_KEY] = options.localise_mode(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -212,9 +214,7 @@ def _golden_policy(request: pytest.FixtureRequest, ep_browser) -> GoldenPolicy:
     def record(entry: GoldenRecord) -> None:
         node.user_properties.append((GOLDEN_PROPERTY, entry.to_json()))
 
-    mode = "always" if node.get_closest_marker("localise") else options.setting(request.config, "browserml_localise")
-    if mode not in localise.MODES:
-        pytest.fail(f"browserml_localise = {mode!r}: choose from {', '.join(localise.MODES)}", pytrace=False)
+    mode = "always" if node.get_closest_marker("localise") else request.config.stash[LOCALISE_KEY]
     return GoldenPolicy(update=request.config.getoption("update_goldens"), layers=layers, record=record,
                         localise=localise.Localiser(mode, ep_browser.run_once))
 

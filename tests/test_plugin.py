@@ -112,6 +112,13 @@ def test_budget_scale_on_the_command_line_is_held_to_the_same_range(pytester, va
         pytester.parseconfigure("--budget-scale", value)
 
 
+def test_an_unknown_localise_mode_in_the_ini_is_a_usage_error_at_start(pytester):
+    """Was a failure of every browserml test, each with a browser started for nothing."""
+    pytester.makeini("[pytest]\nbrowserml_localise = sometimes\n")
+    with pytest.raises(pytest.UsageError, match=re.escape("browserml_localise = 'sometimes': choose from ")):
+        pytester.parseconfigure()
+
+
 @pytest.mark.parametrize(("arguments", "says"), [
     ({"warmup": -1}, "browserml.run: warmup=-1: expected a whole number from 0 to 1000000"),
     ({"iterations": -3}, "browserml.run: iterations=-3: expected a whole number from 0 to 1000000"),
