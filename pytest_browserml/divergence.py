@@ -122,9 +122,6 @@ class Localisation:
                 "divergences": [divergence.to_json() for divergence in self.divergences],
                 "nodes": [figures.to_json() for figures in self.figures]}
 
-    def with_notes(self, *notes: str) -> "Localisation":
-        return Localisation(self.method, self.figures, self.divergences, self.compared, (*self.notes, *notes))
-
 
 def find_divergences(nodes: Sequence[GraphNode], obtained: Mapping[str, np.ndarray],
                      expected: Mapping[str, np.ndarray], tolerance_for: Callable[[str, np.dtype], Tolerance],

@@ -133,7 +133,8 @@ def test_integers_compare_exactly_and_the_json_has_every_node():
 
 def test_nothing_out_of_tolerance_says_none_found():
     base = np.ones(2, np.float32)
-    text = localise(chain("a"), values(a=base), values(a=base)).with_notes("a note").format()
+    text = find_divergences(chain("a"), values(a=base), values(a=base), lambda name, dtype: TOLERANCE, method="test",
+                            notes=("a note",)).format()
     assert text.startswith("first divergence: none found") and "note: a note" in text
 
 
