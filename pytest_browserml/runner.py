@@ -503,8 +503,8 @@ class BrowserML:
         """
         __tracebackhide__ = True
         if reference is not None and per_ep:
-            raise ValueError("assert_golden: reference= holds a run to another model's native outputs, "
-                             "per_ep=True to this EP's own earlier ones; pass one of them")
+            raise ValueError("assert_golden: pass reference= or per_ep=True, not both (reference= compares with "
+                             "another model's native outputs, per_ep=True with this EP's own earlier ones)")
         golden_check.assert_golden(result, self._golden_target, self._golden_policy, per_ep=per_ep, name=name,
                                    reference_model=None if reference is None else self.resolve(reference))
 

@@ -43,8 +43,8 @@ def test_a_model_is_held_to_another_models_native_outputs_with_nothing_stored(pr
     assert ("1 of 1 outputs differ from the native onnxruntime outputs of models/conv.onnx on wasm" in text)
     assert "diagnosis: scaled by 1.01" in text
     assert "if this change is intended" not in text  # the reference is made anew on each run: nothing to update
-    assert ("ValueError: assert_golden: reference= holds a run to another model's native outputs, "
-            "per_ep=True to this EP's own earlier ones; pass one of them") in text
+    assert ("ValueError: assert_golden: pass reference= or per_ep=True, not both (reference= compares with "
+            "another model's native outputs, per_ep=True with this EP's own earlier ones)") in text
     stored = [path for path in (project.path / "goldens").rglob("*.npz") if not path.name.endswith(".obtained.npz")]
     assert stored == []
     (sidecar,) = (project.path / "goldens").rglob("test_scaled_copy*.obtained.json")
