@@ -2,9 +2,9 @@
 // runs them with in-page timing, and moves tensors as raw bytes over the
 // plugin's local HTTP server (never as JSON number lists).
 //
-// Python calls `load` through page.evaluate, then everything else over a
-// WebSocket to its server (`connect`): one plain object per call and one back,
-// as JSON text. Errors come back as {ok: false, error} so that the test, not the
+// Python calls `load` and `connect` through Playwright, then everything else over a
+// WebSocket to its server (a remote page: through Playwright too): one plain object
+// per call and one back, as JSON text; a new page's first call is `ready`. Errors come back as {ok: false, error} so that the test, not the
 // page, decides what failed.
 
 let ort = null;
