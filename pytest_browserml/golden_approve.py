@@ -21,7 +21,6 @@ import numpy as np
 
 from . import goldens
 
-_OBTAINED_NPZ = ".obtained.npz"
 _SIDECAR_FACTS = ("model", "model_sha256")
 
 
@@ -40,7 +39,7 @@ class Approval:
 def plan(source: Path, golden_dir: Path) -> list[Approval]:
     """Every obtained file under `source`, matched with its golden under `golden_dir`."""
     return [_plan_one(goldens.GoldenFiles(path), Path(golden_dir))
-            for path in sorted(Path(source).rglob("*" + _OBTAINED_NPZ)) if path.is_file()]
+            for path in sorted(Path(source).rglob("*" + goldens.OBTAINED_NPZ)) if path.is_file()]
 
 
 def apply(approval: Approval) -> None:
@@ -61,7 +60,7 @@ def _plan_one(obtained: goldens.GoldenFiles, golden_dir: Path) -> Approval:
         return Approval(obtained, None, refusal=(
             "it was compared with a reference golden (native onnxruntime's output), which an EP's output must not "
             f"replace: re-run {sidecar['test']} with --update-goldens to remake the reference, or use per_ep=True"))
-    name = obtained.npz.name[: -len(_OBTAINED_NPZ)] + ".npz"
+    name = obtained.npz.name[: -len(goldens.OBTAINED_NPZ)] + ".npz"
     golden = goldens.GoldenFiles(golden_dir / obtained.npz.parent.name / name)
     if not golden.npz.parent.resolve().is_relative_to(golden_dir.resolve()):
         return Approval(obtained, golden, refusal=f"{golden.npz.parent} leads outside the golden folder {golden_dir}")

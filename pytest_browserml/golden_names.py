@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .browser import EP_NAMES, WEBNN_DEVICE_TYPES
-from .goldens import GoldenFiles
+from .goldens import OBTAINED_NPZ, GoldenFiles
 
 _NPZ = ".npz"
-_OBTAINED = ".obtained"
 # Path separators, the Windows drive colon, what Windows forbids and the escape itself.
 _ESCAPED = frozenset('%/\\:<>"|?*')
 # as a str.translate table (C speed: the xdist controller indexes every collected test of every worker)
@@ -73,7 +72,7 @@ class GoldenKey:
 
     def obtained(self, golden_dir: Path, ep: str) -> GoldenFiles:
         """What a failing run on `ep` produced: one pair per EP, so EPs never overwrite or delete each other's."""
-        return GoldenFiles(Path(golden_dir) / escape(self.module) / (self.stem(ep) + _OBTAINED + _NPZ))
+        return GoldenFiles(Path(golden_dir) / escape(self.module) / (self.stem(ep) + OBTAINED_NPZ))
 
     def legacy_golden(self, golden_dir: Path, ep: str | None = None) -> Path:
         """Where releases before escaping kept this golden (`/`, `\\`, `:` and controls became `_`)."""

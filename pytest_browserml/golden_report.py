@@ -173,7 +173,7 @@ def _sidecar_or_none(files: goldens.GoldenFiles) -> dict | None:
 def _delete(npz: Path) -> None:
     """The golden and the obtained files of every EP beside it, each only if this store wrote it."""
     stem = npz.name[: -len(".npz")]
-    names = [npz.name, stem + ".obtained.npz", *(f"{stem}[{tag}].obtained.npz" for tag in EP_TAGS)]
+    names = [npz.name, stem + goldens.OBTAINED_NPZ, *(f"{stem}[{tag}]{goldens.OBTAINED_NPZ}" for tag in EP_TAGS)]
     for name in names:
         files = goldens.GoldenFiles(npz.with_name(name))
         if goldens.is_store_sidecar(_sidecar_or_none(files)):

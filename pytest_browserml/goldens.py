@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 _NPZ = ".npz"
-_OBTAINED = ".obtained"
+OBTAINED_NPZ = ".obtained.npz"  # beside a golden: a failed comparison's outputs, for review
 _ENTRY = ".npy"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
 # bool, signed and unsigned integers, floats: what ONNX outputs hold and
@@ -422,5 +422,5 @@ def find_goldens(golden_dir: Path) -> list[Path]:
     return sorted(
         path
         for path in Path(golden_dir).rglob("*" + _NPZ)
-        if path.is_file() and not path.name.endswith(_OBTAINED + _NPZ)
+        if path.is_file() and not path.name.endswith(OBTAINED_NPZ)
     )
