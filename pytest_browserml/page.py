@@ -85,10 +85,10 @@ class HarnessPage:
 
         Both ways travel as one JSON text, through Playwright too: its own value serialization
         walks every field on both sides and cost about 3 ms a call (bench/bench_node_suite.py).
-        A fresh page's first call first waits, under the page opening's deadline, for ORT's wasm to be
-        compiled, so that `timeout_s` is the call's own.
+        A fresh page's first run first waits, under the page opening's deadline, for ORT's wasm to be
+        compiled, so that `timeout_s` is the run's own (a probe, e.g. at collection's end, does not wait).
         """
-        if not self._ready:
+        if function == "run" and not self._ready:
             self._ready = True
             self.call("ready", {}, timeout_s=self._open_s)
         timeout_s = timeout_s or self.timeout_s

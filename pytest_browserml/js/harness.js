@@ -4,7 +4,8 @@
 //
 // Python calls `load` and `connect` through Playwright, then everything else over a
 // WebSocket to its server (a remote page: through Playwright too): one plain object
-// per call and one back, as JSON text; a new page's first call is `ready`. Errors come back as {ok: false, error} so that the test, not the
+// per call and one back, as JSON text; `ready` comes before a new page's first run.
+// Errors come back as {ok: false, error} so that the test, not the
 // page, decides what failed.
 
 let ort = null;
@@ -61,7 +62,7 @@ if (globalThis.GPUDevice) {
 // numThreads: ORT's threads per session (null keeps ORT's default, min(4, ceil(cores / 2))).
 // warmupModelBase64: a one-node model; its session (on wasm, released at once) makes ORT fetch and
 // compile its wasm module now, in the background, while Python goes on; `ready` waits for it (Python calls
-// it first on a new page, under the page opening's deadline, so a run's deadline is the run's own).
+// it before a new page's first run, under the page opening's deadline, so a run's deadline is the run's own).
 let warming = null;
 
 export async function load({ ortUrl, wasmPaths, numThreads, warmupModelBase64 }) {
