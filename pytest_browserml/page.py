@@ -141,7 +141,7 @@ class HarnessPage:
             gone = "renderer"
         failure = _DIED[gone] if gone else "the page failed"
         self.close()
-        return PageFailure(f"{failure}: {detail}; it was replaced")
+        return PageFailure(f"{failure}: {detail.strip()}; it was replaced")
 
     def failure_if_gone(self, detail: str) -> str:
         """What a call that answered with `detail` became when a watched process died under it (the page is

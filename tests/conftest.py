@@ -34,8 +34,20 @@ def models(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def pytest_collection_modifyitems(items):
-    """Every test that starts a browser is slow: `-m "not slow"` is the quick subset."""
+def pytest_collection_modifyitems(config, items):
+    """Every test that starts a browser is slow: `-m "not slow"` is the quick subset. JSEP (webgpu:jsep, in the
+    project's EPs) runs only the tests whose browser_ep marker names it: SwiftShader is slow."""
+    on_jsep_unasked = [item for item in items if _ep(item) == "webgpu:jsep" and "webgpu:jsep" not in
+                       item.get_closest_marker("browser_ep", pytest.mark.browser_ep()).args]
+    if on_jsep_unasked:
+        config.hook.pytest_deselected(items=on_jsep_unasked)
+        items[:] = [item for item in items if item not in on_jsep_unasked]
     for item in items:
         if "browserml" in getattr(item, "fixturenames", ()) or "pytester" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+def _ep(item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    ep = callspec.params.get("browserml") if callspec else None
+    return getattr(ep, "id", None)

@@ -226,7 +226,7 @@ def test_a_copy_too_large_to_expose_is_cut_instead_and_names_the_same_node(proje
             "onnxruntime's); past 0 B the graph is cut instead") in text
 
 
-@pytest.mark.browser_ep("webgpu")
+@pytest.mark.browser_ep("webgpu:jsep")
 def test_the_corpus_int8_encoder_on_webgpu_is_localised_to_a_cast_after_a_cpu_matmulinteger(browserml, encoders,
                                                                                               sentence):
     """The corpus's ORT-web defect (test_corpus.py's xfail): JSEP's outputs are unrelated to native onnxruntime's."""
