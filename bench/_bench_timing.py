@@ -41,7 +41,9 @@ def _wrap(owner, name, record):
 
 
 def _install() -> None:
-    from pytest_browserml import browser, page, runner
+    from pytest_browserml import runner
+    from pytest_browserml.browser import launch as browser
+    from pytest_browserml.browser import page
 
     def page_call(original, started, self, function, arg, *args, **kwargs):
         answer = original(self, function, arg, *args, **kwargs)
@@ -86,7 +88,9 @@ def _install() -> None:
                     _current["functions"][label] = _current["functions"].get(label, 0.0) + spent
         return record
 
-    from pytest_browserml import model, onnx_suite, placement, processes, provision, stats, transport
+    from pytest_browserml import model, onnx_suite
+    from pytest_browserml.browser import processes, provision, transport
+    from pytest_browserml.budget import placement, stats
 
     for owner, name, label in [
         (onnx_suite, "_read_pb", "onnx_suite._read_pb"),

@@ -196,14 +196,14 @@ def mean(values) -> float | None:
 
 def percentile(values, q: float) -> float | None:
     """The plugin's own percentile (numpy's linear interpolation), so bench and reports agree."""
-    from pytest_browserml.stats import percentile as interpolated
+    from pytest_browserml.budget.stats import percentile as interpolated
 
     values = sorted(v for v in values if v is not None)
     return interpolated(values, q) if values else None
 
 
 def settings(ep, *, warmup: int = 0, iterations: int = 1):
-    from pytest_browserml.provision import ORT_WEB_VERSION
+    from pytest_browserml.browser.provision import ORT_WEB_VERSION
     from pytest_browserml.runner import Settings
 
     return Settings(eps=(ep,), strict=True, timeout_s=300, ort_web_version=ORT_WEB_VERSION,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_browserml.transport import NUMPY_TYPES, ORT_TYPES
+from pytest_browserml.browser.transport import NUMPY_TYPES, ORT_TYPES
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>naive</title></head><body>naive</body></html>"""
 
@@ -159,9 +159,9 @@ class NaiveHarness:
     def __init__(self):
         from playwright.sync_api import sync_playwright
 
-        from pytest_browserml import provision
-        from pytest_browserml.browser import BrowserChoice, ExecutionProvider
-        from pytest_browserml.server import HarnessServer
+        from pytest_browserml.browser import provision
+        from pytest_browserml.browser.launch import BrowserChoice, ExecutionProvider
+        from pytest_browserml.browser.server import HarnessServer
 
         started = time.perf_counter()
         ort = provision.ort_web(provision.ORT_WEB_VERSION, fetch=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 from _common import ROOT, figure, run_pytest
 
 from pytest_browserml import model as model_facts
-from pytest_browserml.budgets import format_value
+from pytest_browserml.budget.limits import format_value
 
 
 def main() -> int:

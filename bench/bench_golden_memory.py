@@ -24,9 +24,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
-
 import _common
+import numpy as np
 from _common import MB, figure
 
 NAME = "golden-memory"
@@ -40,12 +39,12 @@ def main() -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from pytest_browserml import goldens
-    from pytest_browserml.browser import ExecutionProvider
-    from pytest_browserml.compare import compare_outputs
-    from pytest_browserml.golden_check import GoldenPolicy, GoldenTarget
+    from pytest_browserml.browser.launch import ExecutionProvider
+    from pytest_browserml.golden import store as goldens
+    from pytest_browserml.golden.check import GoldenPolicy, GoldenTarget
+    from pytest_browserml.golden.compare import compare_outputs
+    from pytest_browserml.golden.tolerances import BUILTIN, resolve
     from pytest_browserml.runner import BrowserML, Runtime
-    from pytest_browserml.tolerances import BUILTIN, resolve
 
     print(f"[{NAME}] load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     size = args.megabytes * MB
@@ -147,8 +146,8 @@ def phase(label: str, size: int, work, alive_copies: int, target: int | None = N
 
 def profile_compare(result, size: int) -> None:
     """Where compare() allocates: the extra peak of each entry point on the whole tensor (tracemalloc)."""
-    from pytest_browserml import compare
-    from pytest_browserml.tolerances import BUILTIN, resolve
+    from pytest_browserml.golden import compare
+    from pytest_browserml.golden.tolerances import BUILTIN, resolve
 
     o = result.outputs["y"]
     e = o.copy()

@@ -25,11 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, settings  # noqa: E402
 
-from pytest_browserml import reference  # noqa: E402
-from pytest_browserml.browser import BrowserSetupError, ExecutionProvider, webgpu_plan  # noqa: E402
-from pytest_browserml.compare import compare_outputs  # noqa: E402
+from pytest_browserml.browser.launch import BrowserSetupError, ExecutionProvider, webgpu_plan  # noqa: E402
+from pytest_browserml.golden import reference
+from pytest_browserml.golden.compare import compare_outputs  # noqa: E402
+from pytest_browserml.golden.tolerances import BUILTIN, resolve  # noqa: E402
 from pytest_browserml.runner import ModelRunError, Runtime  # noqa: E402
-from pytest_browserml.tolerances import BUILTIN, resolve  # noqa: E402
 
 EPS = ("wasm", "webgpu", "webgpu:jsep")
 # Real models shipped inside PyPI wheels (`pip download --no-deps rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3`),

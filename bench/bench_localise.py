@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _common
+import numpy as np
 from _common import figure
 
 NAME = "localise"
@@ -82,10 +81,11 @@ def main() -> None:
                         "encoder in float32 (86 MiB of external data), on a 16-token sentence")
     args = parser.parse_args()
 
-    from pytest_browserml import localise, model as model_facts
-    from pytest_browserml.browser import ExecutionProvider
+    from pytest_browserml import model as model_facts
+    from pytest_browserml.browser.launch import ExecutionProvider
+    from pytest_browserml.golden import localise
+    from pytest_browserml.golden.tolerances import tolerance_for_value
     from pytest_browserml.runner import Runtime
-    from pytest_browserml.tolerances import tolerance_for_value
 
     if args.corpus:
         from tests import corpus

@@ -187,7 +187,7 @@ def naive_comparison(folder: Path, subset: list[Path]) -> None:
 def round_trip_cost(rounds: int = 200) -> None:
     """The floor of any call into the page: an empty page.evaluate (through Playwright's driver) against
     HarnessPage.call('probe') over the page's WebSocket channel, interleaved."""
-    from pytest_browserml.browser import ExecutionProvider
+    from pytest_browserml.browser.launch import ExecutionProvider
     from pytest_browserml.runner import Runtime
 
     ep = ExecutionProvider.parse("wasm")

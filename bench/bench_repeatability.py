@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _common
+import numpy as np
 from _common import figure, median
 
 NAME = "repeatability"
@@ -38,7 +37,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
 
-    from pytest_browserml.browser import ExecutionProvider
+    from pytest_browserml.browser.launch import ExecutionProvider
 
     print(f"[{NAME}] load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-repeatability-") as tmp:

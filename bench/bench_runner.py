@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_browserml.browser import ExecutionProvider  # noqa: E402
-from pytest_browserml.provision import ORT_WEB_VERSION  # noqa: E402
+from pytest_browserml.browser.launch import ExecutionProvider  # noqa: E402
+from pytest_browserml.browser.provision import ORT_WEB_VERSION  # noqa: E402
 from pytest_browserml.runner import BrowserML, Runtime, Settings  # noqa: E402
 from tests import modelzoo  # noqa: E402
 

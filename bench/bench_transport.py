@@ -16,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _common
+import numpy as np
 from _common import MB, figure, median
 
 NAME = "transport"
@@ -32,8 +31,8 @@ def main() -> None:
     parser.add_argument("--ep", default="wasm")
     args = parser.parse_args()
 
-    from pytest_browserml import page as page_module
-    from pytest_browserml.browser import ExecutionProvider
+    from pytest_browserml.browser import page as page_module
+    from pytest_browserml.browser.launch import ExecutionProvider
     from pytest_browserml.runner import BrowserML, Runtime
     from tests import modelzoo
 

@@ -23,7 +23,7 @@ apt-get $o update -qq
 (cd .gpu/debs && apt-get $o download libnss3 libnspr4 && for f in *%3a*; do [ -e "$f" ] && mv "$f" "${f//%3a/_}"; done || true)
 # the plugin's cache: pinned Chromium + onnxruntime-web (fetched by `browserml install` if missing)
 PYTHONPATH="$HERE" python3 -m pytest_browserml.cli install >/dev/null
-CACHE=$(PYTHONPATH="$HERE" python3 -c 'from pytest_browserml import provision; print(provision.cache_dir())')
+CACHE=$(PYTHONPATH="$HERE" python3 -c 'from pytest_browserml.browser import provision; print(provision.cache_dir())')
 rm -f .gpu/part-*
 tar --format=posix -C "$(dirname "$CACHE")" -cf - "$(basename "$CACHE")" | xz -6 -T0 | split -b 55M - .gpu/part-
 python3 -m pip download -q --no-deps -d .gpu/wheels-models rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3

@@ -78,7 +78,7 @@ def _versions() -> str:
     try:
         from importlib.metadata import version
 
-        from pytest_browserml import provision
+        from pytest_browserml.browser import provision
 
         return (f"versions: pytest-browserml {version('pytest-browserml')}, onnxruntime-web {provision.ORT_WEB_VERSION}, "
                 f"Chromium {provision.CHROMIUM_PACKAGE}@{provision.CHROMIUM_VERSION}, playwright {version('playwright')}, "

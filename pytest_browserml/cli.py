@@ -8,12 +8,12 @@ import signal
 import sys
 from pathlib import Path
 
-from . import golden_approve, provision
-from .browser import BrowserSetupError, ExecutionProvider, webgpu_plan
-from .launch_plan import ADAPTER_MODES
+from .browser import provision
+from .browser.launch import BrowserSetupError, ExecutionProvider, webgpu_plan
+from .browser.launch_plan import ADAPTER_MODES
 from .doctor import diagnose
+from .golden import approve as golden_approve
 from .runner import Settings
-
 
 DOCTOR_EPS = ["wasm", "webgpu", "webgpu:jsep", "webnn"]
 
@@ -84,8 +84,8 @@ def _stopped(signum, _frame):
 
 
 def _serve(args) -> int:
-    from .browser import BrowserChoice
-    from .remote import start_server, stop_server
+    from .browser.launch import BrowserChoice
+    from .browser.remote import start_server, stop_server
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stopped)

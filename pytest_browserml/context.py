@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from .browser import BrowserSetupError, ExecutionProvider
-from .provision import ProvisionError
-from .reports import ADAPTER_PROPERTY
+from .browser.launch import BrowserSetupError, ExecutionProvider
+from .browser.provision import ProvisionError
+from .report.ledger import ADAPTER_PROPERTY
 from .runner import EpBrowser, Runtime
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()

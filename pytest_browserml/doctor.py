@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .browser import BrowserSetupError, ExecutionProvider
-from .gpu_info import GpuStatus
-from .launch_plan import LaunchPlan
-from .provision import ProvisionError
+from .browser.gpu_info import GpuStatus
+from .browser.launch import BrowserSetupError, ExecutionProvider
+from .browser.launch_plan import LaunchPlan
+from .browser.provision import ProvisionError
 from .results import Adapter, Environment
 from .runner import ModelRunError, Runtime, Settings
 

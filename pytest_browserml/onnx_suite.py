@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from .browser import ExecutionProvider
-from .compare import OutputComparison, compare_outputs
+from .browser.launch import ExecutionProvider
+from .browser.transport import TransportError
 from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
-from .golden_check import GoldenRecord
-from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, run_entry
+from .golden.check import GoldenRecord
+from .golden.compare import OutputComparison, compare_outputs
+from .golden.tolerances import BUILTIN, resolve
+from .report.ledger import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, run_entry
 from .results import ModelRunError
 from .runner import ModelFiles
-from .tolerances import BUILTIN, resolve
-from .transport import TransportError
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from . import baselines, provision, wasm_engine
-from .baselines import BaselineError, CompareRule
-from .browser import BrowserSetupError, ExecutionProvider, webgpu_plan
-from .launch_plan import ADAPTER_MODES
-from .budgets import BudgetError, BudgetLayer
-from .golden_check import UPDATE_MODES
-from .localise import MODES as LOCALISE_MODES
+from .browser import provision, wasm_engine
+from .browser.launch import BrowserSetupError, ExecutionProvider, webgpu_plan
+from .browser.launch_plan import ADAPTER_MODES
+from .browser.wasm_engine import EngineSettingError
+from .budget import baselines
+from .budget.baselines import BaselineError, CompareRule
+from .budget.limits import BudgetError, BudgetLayer
+from .golden.check import UPDATE_MODES
+from .golden.localise import MODES as LOCALISE_MODES
+from .golden.tolerances import ToleranceError, ToleranceLayer
 from .runner import Settings
-from .tolerances import ToleranceError, ToleranceLayer
-from .wasm_engine import EngineSettingError
 
 
 def add_options(parser: pytest.Parser) -> None:

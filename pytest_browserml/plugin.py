@@ -7,17 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from . import baselines, localise, onnx_suite, options, provision, reports, wasm_engine
-from .baselines import BaselineError
-from .browser import EP_NAMES, BrowserSetupError, ExecutionProvider
-from .budgets import BudgetError, BudgetExceeded, BudgetLayer
-from .budgets import resolve as resolve_budgets
+from . import onnx_suite, options
+from .browser import provision, wasm_engine
+from .browser.launch import EP_NAMES, BrowserSetupError, ExecutionProvider
+from .budget import baselines
+from .budget.baselines import BaselineError
+from .budget.limits import BudgetError, BudgetExceeded, BudgetLayer
+from .budget.limits import resolve as resolve_budgets
 from .context import PROJECT_BUDGET_KEY, PROJECT_TOLERANCE_KEY, RUNTIME_KEY, reporter_progress, usable_ep_browser
-from .golden_check import GoldenPolicy, GoldenRecord, GoldenTarget
-from .golden_report import GoldenLedger
-from .reports import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, ReportLedger, run_entry
+from .golden import localise
+from .golden.check import GoldenPolicy, GoldenRecord, GoldenTarget
+from .golden.ledger import GoldenLedger
+from .golden.tolerances import ToleranceError, ToleranceLayer
+from .report import ledger as reports
+from .report.ledger import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, ReportLedger, run_entry
 from .runner import BrowserML, Runtime, Settings
-from .tolerances import ToleranceError, ToleranceLayer
 
 BASELINE_KEY = pytest.StashKey[tuple | None]()
 LOCALISE_KEY = pytest.StashKey[str]()

@@ -22,22 +22,25 @@ from urllib.parse import urlsplit
 import numpy as np
 from playwright.sync_api import Error as PlaywrightError
 
-from . import budgets, golden_check, images
+from . import images
 from . import model as model_facts
-from . import profile as profiles
-from . import placement as placement_log
-from . import provision, remote, stats, transport, wasm_engine
-from .budgets import FIGURES, Budget
-from .browser import BrowserChoice, BrowserSetupError, ExecutionProvider
-from .launch_plan import LaunchPlan
-from .golden_check import GoldenPolicy, GoldenTarget
+from .browser import provision, remote, transport, wasm_engine
+from .browser.gpu_info import GpuStatus, gpu_status
+from .browser.launch import BrowserChoice, BrowserSetupError, ExecutionProvider
+from .browser.launch_plan import LaunchPlan
+from .browser.page import CLOSE_DEADLINE_S, HarnessPage, PageFailure
+from .browser.processes import BrowserTree
+from .browser.provision import ProvisionError
+from .browser.server import HarnessServer
+from .budget import limits as budgets
+from .budget import placement as placement_log
+from .budget import profile as profiles
+from .budget import stats
+from .budget.limits import FIGURES, Budget
+from .golden import check as golden_check
+from .golden.check import GoldenPolicy, GoldenTarget
 from .model import ModelFacts
-from .gpu_info import GpuStatus, gpu_status
-from .page import CLOSE_DEADLINE_S, HarnessPage, PageFailure
-from .processes import BrowserTree
-from .provision import ProvisionError
-from .results import Adapter, Environment, ModelRunError, Memory, Placement, RunResult, Transfer
-from .server import HarnessServer
+from .results import Adapter, Environment, Memory, ModelRunError, Placement, RunResult, Transfer
 
 INLINE_LIMIT = 96 * 1024  # payloads up to this size travel inside the call as base64 (above, HTTP is faster)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_browserml import provision
+from pytest_browserml.browser import provision
 from tests import modelzoo
 
 pytest_plugins = ["pytester"]

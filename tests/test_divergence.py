@@ -5,9 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_browserml.compare import Tolerance
-from pytest_browserml.divergence import (DRIFT, NAN_INF, NOT_COMPARED, OUT, OVERFLOW, WITHIN, WRONG, ZEROS,
-                                         GraphNode, find_divergences)
+from pytest_browserml.golden.compare import Tolerance
+from pytest_browserml.golden.divergence import (
+    DRIFT,
+    NAN_INF,
+    NOT_COMPARED,
+    OUT,
+    OVERFLOW,
+    WITHIN,
+    WRONG,
+    ZEROS,
+    GraphNode,
+    find_divergences,
+)
 
 TOLERANCE = Tolerance(atol=1e-4, rtol=1e-4)
 

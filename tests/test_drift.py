@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_browserml.golden_check import GoldenMismatch
+from pytest_browserml.golden.check import GoldenMismatch
 from tests import modelzoo
 
 IMAGE = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)

@@ -9,9 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from pytest_browserml.browser import ExecutionProvider
-
-from pytest_browserml.budgets import BudgetExceeded
+from pytest_browserml.browser.launch import ExecutionProvider
+from pytest_browserml.budget.limits import BudgetExceeded
 from tests import modelzoo
 
 MB = 10**6
@@ -60,7 +59,7 @@ def test_shape_arithmetic_ort_keeps_on_the_cpu_is_not_compute_fallback(browserml
     assert {node.op_type for node in placement.shape_fallback_nodes} <= {"Shape", "Gather", "Range"}
     with pytest.raises(BudgetExceeded, match=r"shape-arithmetic nodes off the EP \d > budget 0 .*:\n"
                                              r"  Gather on CPUExecutionProvider: gather_n\n"):
-        from pytest_browserml import budgets
+        from pytest_browserml.budget import limits as budgets
 
         limits = budgets.resolve([budgets.BudgetLayer("marker", {"max_shape_nodes": 0})], browserml.ep)
         raise BudgetExceeded("\n".join(budgets.check(result, limits)))

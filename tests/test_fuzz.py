@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pytest_browserml import goldens, transport
-from pytest_browserml.compare import Tolerance, compare, compare_outputs
+from pytest_browserml.browser import transport
+from pytest_browserml.golden import store as goldens
+from pytest_browserml.golden.compare import Tolerance, compare, compare_outputs
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_browserml import goldens
+from pytest_browserml.golden import store as goldens
 from tests import modelzoo
 
 TEST_FILE = """

@@ -1,4 +1,4 @@
-"""Tests for pytest_browserml.goldens: file layout, safe reading, atomic writing, change reports."""
+"""Tests for pytest_browserml.golden.store: file layout, safe reading, atomic writing, change reports."""
 
 import json
 import os
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_browserml import goldens
-from pytest_browserml.goldens import (
+from pytest_browserml.golden import store as goldens
+from pytest_browserml.golden.names import GoldenIndex, GoldenKey
+from pytest_browserml.golden.store import (
     GoldenError,
     GoldenFiles,
     OutputChange,
@@ -21,7 +22,6 @@ from pytest_browserml.goldens import (
     write_golden,
     write_sidecar,
 )
-from pytest_browserml.golden_names import GoldenIndex, GoldenKey
 
 
 def files_in(folder: Path) -> list[str]:
@@ -488,7 +488,7 @@ def test_find_goldens_in_a_missing_folder(tmp_path):
 
 
 def test_blockwise_writing_and_changes_match_whole_arrays(files, monkeypatch):
-    from pytest_browserml import compare
+    from pytest_browserml.golden import compare
 
     monkeypatch.setattr(compare, "_BLOCK_ELEMENTS", 5)
     values = np.random.default_rng(0).standard_normal((7, 9)).astype(np.float32)
@@ -548,7 +548,7 @@ def obtained_sidecar(kind: str, model: str = "models/add.onnx") -> dict:
 
 
 def test_approve_refuses_what_is_not_a_per_ep_golden_of_this_store(tmp_path):
-    from pytest_browserml import golden_approve
+    from pytest_browserml.golden import approve as golden_approve
 
     source = tmp_path / "artifact"
     key = GoldenKey("test_m", "test_x")
@@ -564,7 +564,7 @@ def test_approve_refuses_what_is_not_a_per_ep_golden_of_this_store(tmp_path):
 
 
 def test_approve_writes_a_new_per_ep_golden_and_moves_obtained_files_out_of_the_golden_folder(tmp_path):
-    from pytest_browserml import golden_approve
+    from pytest_browserml.golden import approve as golden_approve
 
     folder = tmp_path / "goldens"
     key = GoldenKey("test_m", "test_x")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_browserml import goldens, launch_plan
-from pytest_browserml.launch_plan import AdapterUnavailable, MachineFacts, VulkanDriver
+from pytest_browserml.browser import launch_plan
+from pytest_browserml.browser.launch_plan import AdapterUnavailable, MachineFacts, VulkanDriver
+from pytest_browserml.golden import store as goldens
 
 SWIFTSHADER_ICD = Path("/cache/chromium/vk_swiftshader_icd.json")
 NVIDIA = VulkanDriver(Path("/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json"), "libGLX_nvidia.so.0")
@@ -76,7 +77,7 @@ def test_gather_reads_driver_files_and_libraries(tmp_path, monkeypatch):
 def test_a_baseline_measured_on_another_adapter_is_refused_naming_both(tmp_path):
     import dataclasses
 
-    from pytest_browserml import baselines
+    from pytest_browserml.budget import baselines
     from pytest_browserml.results import Adapter
     from tests.test_units import a_result
 

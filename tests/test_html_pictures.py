@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_browserml.html_report import output_pictures
+from pytest_browserml.report.html import output_pictures
 
 
 def pair(shape, seed=0):

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
-import pytest
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pytest_browserml.golden_check import GoldenMismatch
-from pytest_browserml.reports import GOLDEN_PROPERTY
+from pytest_browserml.golden.check import GoldenMismatch
+from pytest_browserml.report.ledger import GOLDEN_PROPERTY
 from tests.test_corpus import encoders, sentence  # noqa: F401 (fixtures: the corpus's MiniLM encoders, a sentence)
 from tests.test_remote import browser_server  # noqa: F401 (a fixture: a browser server on loopback)
 
@@ -216,7 +216,7 @@ def test_a_remote_browser_localises_like_a_local_one(project, browser_server):
 
 def test_a_copy_too_large_to_expose_is_cut_instead_and_names_the_same_node(project):
     # the limit lowered to nothing, as if the values filled gigabytes: the graph is bisected by prefix
-    project.makeconftest("import pytest_browserml.localise\npytest_browserml.localise.EXPOSED_LIMIT = 0\n")
+    project.makeconftest("import pytest_browserml.golden.localise\npytest_browserml.golden.localise.EXPOSED_LIMIT = 0\n")
     result = project.runpytest_subprocess("-k", "test_layernorm", "--browser-ep", "wasm", "-p", "no:randomly")
     result.assert_outcomes(failed=1)
     text = failure(result, "test_layernorm", "wasm")

@@ -9,13 +9,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-import numpy as np
-
-from pytest_browserml import options, provision
-from pytest_browserml.runner import BrowserML, Settings
+from pytest_browserml import options
+from pytest_browserml.browser import provision
 from pytest_browserml.context import RUNTIME_KEY
+from pytest_browserml.runner import BrowserML, Settings
 from tests import modelzoo
 
 ADD_TEST = """
@@ -330,8 +330,8 @@ def test_a_relative_browser_executable_is_resolved_from_the_invocation_folder(pr
 
 
 def test_budget_sections_take_a_webnn_device_as_tolerance_sections_do():
-    from pytest_browserml.budgets import BudgetLayer, resolve
-    from pytest_browserml.tolerances import ToleranceLayer
+    from pytest_browserml.budget.limits import BudgetLayer, resolve
+    from pytest_browserml.golden.tolerances import ToleranceLayer
 
     settings = {"latency_p50": "50 ms", "webnn": {"latency_p50": "20 ms"}, "webnn:gpu": {"latency_p50": "5 ms"}}
     layer = BudgetLayer("marker on test_x", settings)

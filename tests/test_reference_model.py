@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_browserml import provision
+from pytest_browserml.browser import provision
 from tests import modelzoo
 
 TEST_FILE = """

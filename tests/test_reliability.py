@@ -22,7 +22,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pytest_browserml import ModelRunError, goldens, provision
+from pytest_browserml import ModelRunError
+from pytest_browserml.browser import provision
+from pytest_browserml.golden import store as goldens
 from tests import modelzoo
 
 ADD_TEST = """

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_browserml import remote
-from pytest_browserml.browser import BrowserChoice
+from pytest_browserml.browser import remote
+from pytest_browserml.browser.launch import BrowserChoice
 from tests import modelzoo
 
 TESTS = """

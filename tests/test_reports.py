@@ -12,7 +12,8 @@ from importlib.resources import files
 import jsonschema
 import pytest
 
-from pytest_browserml import goldens, provision
+from pytest_browserml.browser import provision
+from pytest_browserml.golden import store as goldens
 from tests import modelzoo
 
 TESTS = """

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_browserml.channel import ChannelClosed
-from pytest_browserml.server import HarnessServer
+from pytest_browserml.browser.channel import ChannelClosed
+from pytest_browserml.browser.server import HarnessServer
 
 SECRET = b"private key material"
 

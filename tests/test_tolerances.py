@@ -1,11 +1,11 @@
-"""Tests for pytest_browserml.tolerances: layer order, field-by-field merging, sources, validation."""
+"""Tests for pytest_browserml.golden.tolerances: layer order, field-by-field merging, sources, validation."""
 
 import numpy as np
 import pytest
 
-from pytest_browserml.compare import Tolerance
+from pytest_browserml.golden.compare import Tolerance
+from pytest_browserml.golden.tolerances import BUILTIN, ToleranceError, ToleranceLayer, resolve, tolerance_for_value
 from pytest_browserml.model import Precision
-from pytest_browserml.tolerances import BUILTIN, ToleranceError, ToleranceLayer, resolve, tolerance_for_value
 
 PROJECT = "[tool.browserml.tolerance] in pyproject.toml"
 MARKER = "marker on test_seg"

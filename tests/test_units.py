@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_browserml import baselines, budgets, placement, profile, stats, transport
-from pytest_browserml.browser import BrowserSetupError, ExecutionProvider
+from pytest_browserml.browser import transport
+from pytest_browserml.browser.launch import BrowserSetupError, ExecutionProvider
+from pytest_browserml.budget import baselines, placement, profile, stats
+from pytest_browserml.budget import limits as budgets
 from pytest_browserml.results import Adapter, Environment, Memory, PlacedNode, Placement, RunResult, Transfer
 
 # --- transport -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from pytest_browserml import wasm_engine
+from pytest_browserml.browser import wasm_engine
 from tests.test_onnx_suite import X, write_case
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from . import goldens
-from .golden_names import EP_TAGS, GoldenIndex, GoldenKey
+from . import store as goldens
+from .names import EP_TAGS, GoldenIndex, GoldenKey
 
 _ARGS_NOT_WHOLE = {"keyword": "-k", "markexpr": "-m", "lf": "--lf", "collectonly": "--collect-only",
                    "deselect": "--deselect", "ignore": "--ignore", "ignore_glob": "--ignore-glob",

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import processes
-from .browser import QUIET_ARGS, BrowserChoice, ExecutionProvider
+from .launch import QUIET_ARGS, BrowserChoice, ExecutionProvider
 
 # The switches of every EP at once: a served browser serves all of them.
 SERVED_ARGS = [*QUIET_ARGS, "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader",
@@ -90,7 +90,7 @@ CONNECT_TIMEOUT_S = 30
 
 
 def connect(playwright, endpoint: str, ep: ExecutionProvider):
-    from .browser import BrowserSetupError
+    from .launch import BrowserSetupError
 
     try:
         return playwright.chromium.connect(endpoint, timeout=CONNECT_TIMEOUT_S * 1000)

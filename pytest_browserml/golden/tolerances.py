@@ -66,9 +66,9 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .browser import EP_SECTIONS_TEXT, ExecutionProvider, is_ep_section
+from ..browser.launch import EP_SECTIONS_TEXT, ExecutionProvider, is_ep_section
+from ..model import Precision
 from .compare import Tolerance
-from .model import Precision
 
 __all__ = ["BUILTIN", "FIELDS", "ToleranceError", "ToleranceLayer", "resolve", "section_for", "tolerance_for_value"]
 

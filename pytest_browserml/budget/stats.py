@@ -10,7 +10,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from .results import Latency
+from ..results import Latency
 
 
 def latency(times_ms: Sequence[float], *, session_create_ms: float | None, first_run_ms: float | None,

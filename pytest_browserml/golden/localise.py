@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..budget.limits import format_value
+from ..results import ModelRunError, Placement, RunResult
 from . import exposure, reference
-from .budgets import format_value
 from .compare import Tolerance, compare
 from .divergence import GraphNode, Localisation, find_divergences
-from .results import ModelRunError, Placement, RunResult
 
 MODES = ("failures", "always", "off")
 _NAMED = 4  # nodes named in a note, the rest counted

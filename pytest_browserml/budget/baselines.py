@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .budgets import FIGURES, format_value
-from .results import RunResult
+from ..results import RunResult
+from .limits import FIGURES, format_value
 
 KEY_PARTS = ("ep", "browser", "adapter", "ort_web", "bundle")
 ALIASES = {"p50": "latency_p50", "median": "latency_p50", "p95": "latency_p95", "mean": "latency_mean",

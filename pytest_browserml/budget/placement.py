@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .results import PlacedNode, Placement
+from ..results import PlacedNode, Placement
 
 _ALL = re.compile(r"All nodes placed on \[(\w+)\]\. Number of nodes: (\d+)")
 _SOME = re.compile(r"Node\(s\) placed on \[(\w+)\]\. Number of nodes: (\d+)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import goldens
+from . import store as goldens
 
 _SIDECAR_FACTS = ("model", "model_sha256")
 

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import goldens, provision, reference
-from . import model as model_facts
+from .. import model as model_facts
+from ..browser import provision
+from ..results import RunResult
+from . import reference
+from . import store as goldens
 from .compare import OutputComparison, compare_outputs
-from .golden_names import GoldenKey
-from .results import RunResult
+from .names import GoldenKey
 from .tolerances import BUILTIN, ToleranceLayer, resolve, tolerance_for_value
 
 # A per-EP golden is this device's own earlier output: allow rounding-sized drift only.

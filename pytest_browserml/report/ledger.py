@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from . import baselines
-from .budgets import format_value
-from .report_rows import TestRow
+from ..budget import baselines
+from ..budget.limits import format_value
+from .rows import TestRow
 
 EP_PROPERTY = "browserml_ep"
 TEST_PROPERTY = "browserml_test"
@@ -88,7 +88,7 @@ class ReportLedger:
             write_json(self.json_path, rows, self.session_environment())
             terminalreporter.write_line(f"browserml: JSON report written to {self.json_path}")
         if self.html_path:
-            from .html_report import write_html
+            from .html import write_html
 
             write_html(self.html_path, rows, self.session_environment(), self.rootdir)
             terminalreporter.write_line(f"browserml: HTML report written to {self.html_path}")

@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import model as model_facts
+from .. import model as model_facts
 from .divergence import GraphNode
+
 
 @dataclass(frozen=True)
 class GraphValues:

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .browser import EP_NAMES, WEBNN_DEVICE_TYPES
-from .goldens import OBTAINED_NPZ, GoldenFiles
+from ..browser.launch import EP_NAMES, WEBNN_DEVICE_TYPES
+from .store import OBTAINED_NPZ, GoldenFiles
 
 _NPZ = ".npz"
 # Path separators, the Windows drive colon, what Windows forbids and the escape itself.

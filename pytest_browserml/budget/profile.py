@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from .results import NodeTime, Profile
+from ..results import NodeTime, Profile
 
 
 def parse(event_lines: Iterable[str], gpu_kernels: Iterable[dict]) -> Profile:

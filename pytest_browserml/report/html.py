@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import goldens
-from .budgets import format_value
-from .report_rows import TestRow
+from ..budget.limits import format_value
+from ..golden import store as goldens
+from .rows import TestRow
 
 PICTURE_SIDE = 160
 HISTOGRAM_BINS = 24

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .browser import EP_SECTIONS_TEXT, ExecutionProvider, is_ep_section
-from .results import RunResult
-from .wasm_engine import LIFTOFF
+from ..browser.launch import EP_SECTIONS_TEXT, ExecutionProvider, is_ep_section
+from ..browser.wasm_engine import LIFTOFF
+from ..results import RunResult
 
 _TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "min": 60_000.0}
 _SIZE_UNITS = {"b": 1, "kb": 1 << 10, "kib": 1 << 10, "mb": 1 << 20, "mib": 1 << 20, "gb": 1 << 30, "gib": 1 << 30}

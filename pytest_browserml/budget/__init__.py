@@ -1,0 +1,1 @@
+"""Budgets: latency, memory and placement limits, baselines and the statistics behind them."""

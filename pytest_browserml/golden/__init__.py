@@ -1,0 +1,1 @@
+"""Goldens: storing them, comparing outputs with them, and the tolerances that apply."""

@@ -1,0 +1,1 @@
+"""The session's reports: the JSON ledger and the HTML page."""
