@@ -51,8 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
                    "fields atol, rtol, ulp, cosine, cosine_axis, topk, mismatch_fraction, nan_equal, exact, "
                    "sections per EP (webgpu={...}), dtype (float16={...}) and output (outputs={name: {...}})"
     )
-    config.stash[RUNTIME_KEY] = Runtime(options.settings_from(config))
-    config.stash[RUNTIME_KEY].progress = reporter_progress(config)
+    config.stash[RUNTIME_KEY] = Runtime(options.settings_from(config), progress=reporter_progress(config))
     config.stash[PROJECT_TOLERANCE_KEY], config.stash[PROJECT_BUDGET_KEY] = options.project_layers(config)
     ledger = GoldenLedger(golden_dir=options.golden_dir(config), property_name=GOLDEN_PROPERTY)
     config.pluginmanager.register(ledger, "browserml-goldens")

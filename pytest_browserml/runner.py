@@ -79,8 +79,9 @@ class ModelFiles:
 class Runtime:
     """What one pytest process shares across tests; started on first use."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, progress: Callable[[str], None] | None = None):
         self.settings = settings
+        self.progress = progress  # where to say what a long wait is waiting for (pytest's terminal), or nowhere
         self._playwright_manager = None
         self.playwright = None
         self.server: HarnessServer | None = None

@@ -4,6 +4,7 @@ the adapter in reports and per-EP goldens, and both WebGPU implementations (nati
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,12 @@ def test_both_webgpu_implementations_in_one_run_with_the_adapter_everywhere(proj
         "*It is not compared. To replace it with this device's outputs: "
         "pytest 'test_model.py::test_add?webgpu?' --browser-ep webgpu --update-goldens",
     ])
+
+
+def test_doctor_runs_every_ep_and_shows_the_gpu_section(pytester):
+    """`browserml doctor` as a user types it (it builds its own Runtime, outside pytest)."""
+    result = pytester.run(sys.executable, "-m", "pytest_browserml.cli", "doctor", "--browser-ep", "wasm",
+                          "--browser-ep", "webgpu", "--browser-ep", "webnn", timeout=180)
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines(["*wasm*works*", "*webgpu*works*", "*webnn*works*"])
+    result.stdout.fnmatch_lines(["*SwiftShader (no GPU found)*"])
