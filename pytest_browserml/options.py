@@ -74,7 +74,7 @@ def add_options(parser: pytest.Parser) -> None:
                     help="profile every run with ORT (per node; per GPU kernel on WebGPU) and attach the slowest "
                          "nodes to the test report")
     option("--browserml-report", "browserml_report", "write a JSON report of every test x EP with all figures "
-           "(schema: pytest_browserml/report.schema.json)")
+           "(schema: pytest_browserml/report/report.schema.json)")
     option("--browserml-html", "browserml_html", "write a self-contained HTML report: the test x EP matrix, "
            "failures with error statistics and pictures, latency per EP")
     option("--browserml-localise", "browserml_localise", "when to say where outputs diverge (the first node "

@@ -363,7 +363,8 @@ def test_the_printed_hints_work_when_pasted(project):
                                                     "ids=['big scale'])\ndef test_add(browserml, s)"))
     result = project.runpytest_subprocess()
     result.assert_outcomes(failed=1)
-    (command,) = re.findall(r"Create it with: (.*)  \(then review", result.stdout.str())
+    # once in the failure, and again in the short summary where CI=true keeps whole lines
+    (command,) = set(re.findall(r"Create it with: (.*)  \(then review", result.stdout.str()))
     assert command.startswith("pytest ")
     project.runpytest_subprocess(*shlex.split(command)[1:]).assert_outcomes(passed=1)  # as a shell would split it
     project.runpytest_subprocess().assert_outcomes(passed=1)
@@ -383,7 +384,7 @@ def test_the_printed_hints_work_when_pasted(project):
         "*- its own golden: assert_golden(result, per_ep=True)*",
         "*- for a known defect of wasm: @pytest.mark.xfail(reason=...) on this test*",
     ])
-    (marker,) = re.findall(r"the smallest atol that passes: (@pytest\.mark\.tolerance\(.*\))", result.stdout.str())
+    (marker,) = set(re.findall(r"the smallest atol that passes: (@pytest\.mark\.tolerance\(.*\))", result.stdout.str()))
     project.makepyfile(test_model=TEST_FILE.replace("def test_add(browserml)", f"{marker}\n@pytest.mark.parametrize("
                                                     "'s', [1], ids=['big scale'])\ndef test_add(browserml, s)"))
     project.runpytest_subprocess().assert_outcomes(passed=1)

@@ -136,7 +136,7 @@ def failure(result, test: str, ep: str) -> str:
 
 def localisation(report: Path, test: str, ep: str) -> dict:
     document = json.loads(report.read_text())
-    jsonschema.validate(document, json.loads(files("pytest_browserml").joinpath("report.schema.json").read_text()))
+    jsonschema.validate(document, json.loads(files("pytest_browserml.report").joinpath("report.schema.json").read_text()))
     (row,) = [row for row in document["tests"] if row["nodeid"] == f"test_models.py::{test}[{ep}]"]
     return row["goldens"][0]["localisation"]
 

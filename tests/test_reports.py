@@ -68,7 +68,7 @@ def test_terminal_table_json_junit_and_step_summary(reported):
         "test_model.py::test_gpu_only * webgpu * skipped *",
     ])
     report = json.loads((out / "report.json").read_text())
-    schema = json.loads(files("pytest_browserml").joinpath("report.schema.json").read_text())
+    schema = json.loads(files("pytest_browserml.report").joinpath("report.schema.json").read_text())
     jsonschema.validate(report, schema)
     rows = {(test["test"], test["ep"]): test for test in report["tests"]}
     assert len(rows) == 5
