@@ -60,6 +60,7 @@ class PytestRun:
     items: list[dict] = field(default_factory=list)
     cpu_by_kind: dict[str, float] = field(default_factory=dict)  # sampled from /proc, by process kind
     system_busy_cores: float | None = None  # the whole machine's busy cores during the run (all processes)
+    root_cpu_s: float | None = None  # the pytest process itself (under xdist: the controller)
 
     def summary_line(self) -> str:
         lines = [line for line in self.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
@@ -90,6 +91,7 @@ def run_pytest(args: list[str], cwd: Path, timings: Path | None = None, env: dic
     run = PytestRun(time.perf_counter() - started, process.returncode, stdout, stderr, started_wall)
     run.cpu_by_kind = sampler.by_kind() if sampler else {}
     run.system_busy_cores = sampler.system_busy_cores if sampler else None
+    run.root_cpu_s = sampler.cpu.get(process.pid, (None, None))[1] if sampler else None
     if timings is not None:
         for path in sorted(glob.glob(f"{timings}*")):
             with open(path) as handle:

@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds over all N (best wall is kept)")
     parser.add_argument("--tiers", action="store_true", help="also compare tier-up and Liftoff on each kind of suite")
     parser.add_argument("--no-corpus", action="store_true")
+    parser.add_argument("--pytest-args", default="", help="more pytest arguments for every run, as one string")
     args = parser.parse_args()
     print(f"[{NAME}] {cores} cores; load average at start: {_load()}; python {sys.version.split()[0]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-xdist-") as tmp:
@@ -71,7 +72,8 @@ def main() -> None:
         for round_number in range(args.rounds):
             for workers in args.workers:
                 for suite, path in suites.items():
-                    run = measure(folder, path, workers, f"{suite} -n {workers} (round {round_number + 1})")
+                    run = measure(folder, path, workers, f"{suite} -n {workers} (round {round_number + 1})",
+                                  tuple(args.pytest_args.split()))
                     best = results[suite].get(workers)
                     if best is None or run["wall_s"] < best["wall_s"]:
                         results[suite][workers] = run
@@ -205,10 +207,14 @@ def _fixed_costs(run) -> str:
 
     finished = max(m.get("session_finished", 0) for m in marks)
     exit_s = run.started + run.wall_s - finished
+    first = min(m["first_test_call"] for m in marks)
+    busy = sum(item.get("protocol_ms", 0) for item in run.items) / 1000
+    phase = finished - first
     return (f"per worker: start to collected {median('plugin_imported', 'collection_finished'):.2f} s, "
             f"collected to first test {median('collection_finished', 'first_test_call'):.2f} s "
             f"(browser start {median('runtime_start_start', 'probe_end'):.2f} s), last worker's end to exit "
-            f"{exit_s:.2f} s")
+            f"{exit_s:.2f} s; process start to first test {first - run.started:.2f} s, tests {phase:.2f} s "
+            f"(workers busy {busy / len(marks) / phase:.0%} of it), pytest process CPU {run.root_cpu_s or 0:.1f} s")
 
 
 def _load() -> str:

@@ -4,6 +4,7 @@
 # in back-to-back calls, each stashing what it carried under /tmp/gpu:
 #   bash .gpu/src/bench/gpu_run.sh stash    carry .gpu/src plus some of .whl .gl .gpu/debs .gpu/part-* .gpu/models
 #   bash .gpu/src/bench/gpu_run.sh bench    (last call) install, doctor, the example suite, the model set
+#   bash .gpu/src/bench/gpu_run.sh xdist "ARGS" ["ARGS" ...]   (last call) bench/bench_xdist.py ARGS, once each
 # Measured: three calls (.whl .gl .gpu/debs | .gpu/part-aa | .gpu/part-ab .gpu/models), 3.2 min of device time
 # in all with the bench on both adapters (ADAPTERS=hardware: about 70 s for the last call).
 # Results go to $OUT (or ./gpu-out): doctor.txt, examples.txt, examples.json, bench.txt, bench.json.
@@ -46,6 +47,15 @@ bench() {
     --browserml-report "$OUT/examples.json" 2>&1 | tail -40 | tee "$OUT/examples.txt"
   PYTHONUNBUFFERED=1 timeout "${BENCH_TIMEOUT:-300}" python3 bench/bench_gpu.py run "$STASH/models" \
     --adapters ${ADAPTERS:-hardware swiftshader} --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt"
+}
+
+xdist() {  # the CPU side only: bench/bench_xdist.py with XDIST_ARGS (needs .whl, .gpu/debs, the parts)
+  install
+  cd "$STASH/src" || exit 1
+  nproc; uptime
+  for arguments in "${@:-}"; do
+    PYTHONUNBUFFERED=1 python3 bench/bench_xdist.py $arguments 2>&1 | tee -a "$OUT/xdist.txt"
+  done
 }
 
 "$@"
