@@ -24,10 +24,12 @@ _path = os.environ.get("BENCH_TIMINGS")
 _records: list[dict] = []
 _current: dict | None = None
 _marks: dict[str, float] = {"plugin_imported": PROCESS_IMPORTED}
+_cpu: dict[str, float] = {"plugin_imported": time.process_time()}  # this process's CPU (all threads) at each mark
 
 
 def _mark(name: str) -> None:
     _marks.setdefault(name, time.time())
+    _cpu.setdefault(name, time.process_time())
 
 
 def _wrap(owner, name, record):
@@ -192,6 +194,7 @@ def pytest_unconfigure(config):
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     path = f"{_path}.{worker}" if worker else _path
     with open(path, "w") as handle:
-        handle.write(json.dumps({"marks": _marks, "pid": os.getpid(), "worker": worker}) + "\n")
+        _mark("unconfigure")
+        handle.write(json.dumps({"marks": _marks, "cpu": _cpu, "pid": os.getpid(), "worker": worker}) + "\n")
         for record in _records:
             handle.write(json.dumps(record) + "\n")

@@ -195,8 +195,9 @@ def _larger_model(path: Path) -> None:
 
 
 def _fixed_costs(run) -> str:
-    """A worker's start to collected, collected to first test (of which its browser's start), last test to exit;
-    medians over the processes that ran tests."""
+    """Where the wall time goes: per worker, start to collected, collected to first test (of which its browser's
+    start), last test to exit (medians); then a timeline from the process's start, min-max over the workers,
+    and the test phase: first test to the last worker's end, and how busy the workers were in it."""
     marks = [entry["marks"] for entry in run.marks if entry["marks"].get("first_test_call")]
     if not marks:
         return "no timing marks"
@@ -205,16 +206,24 @@ def _fixed_costs(run) -> str:
         values = [m[end] - m[start] for m in marks if start in m and end in m]
         return statistics.median(values) if values else float("nan")
 
+    def spread(mark: str) -> str:
+        values = [m[mark] - run.started for m in marks if mark in m]
+        return f"{min(values):.1f}-{max(values):.1f}" if values else "?"
+
     finished = max(m.get("session_finished", 0) for m in marks)
-    exit_s = run.started + run.wall_s - finished
     first = min(m["first_test_call"] for m in marks)
     busy = sum(item.get("protocol_ms", 0) for item in run.items) / 1000
     phase = finished - first
+    controller = next((entry["marks"] for entry in run.marks if not entry["marks"].get("first_test_call")), {})
     return (f"per worker: start to collected {median('plugin_imported', 'collection_finished'):.2f} s, "
             f"collected to first test {median('collection_finished', 'first_test_call'):.2f} s "
             f"(browser start {median('runtime_start_start', 'probe_end'):.2f} s), last worker's end to exit "
-            f"{exit_s:.2f} s; process start to first test {first - run.started:.2f} s, tests {phase:.2f} s "
-            f"(workers busy {busy / len(marks) / phase:.0%} of it), pytest process CPU {run.root_cpu_s or 0:.1f} s")
+            f"{run.started + run.wall_s - finished:.2f} s; timeline (s): workers imported {spread('plugin_imported')}, "
+            f"collected {spread('collection_finished')}, first test {spread('first_test_call')}, finished "
+            f"{spread('session_finished')}, unconfigured {spread('unconfigure')}"
+            + (f"; controller unconfigured {controller['unconfigure'] - run.started:.1f}" if "unconfigure" in controller
+               else "") + f", exit {run.wall_s:.1f}; tests {phase:.2f} s (workers busy {busy / len(marks) / phase:.0%}"
+            f" of it); pytest process CPU {run.root_cpu_s or 0:.1f} s")
 
 
 def _load() -> str:

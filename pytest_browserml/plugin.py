@@ -80,7 +80,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     adapter = f"; webgpu adapter: {settings.webgpu_plan.summary}" if settings.webgpu_plan else ""
     return (f"browserml: eps {', '.join(f'{ep.id} ({ep.bundle})' for ep in settings.eps)}; "
             f"onnxruntime-web {settings.ort_web_version}{adapter}; wasm {wasm_engine.describe(settings.wasm_tier)}, "
-            f"{runtime.wasm_threads} thread(s) per page; cache {provision.cache_dir()}")
+            f"{wasm_engine.describe_threads(settings.wasm_threads)}; cache {provision.cache_dir()}")
 
 
 @pytest.hookimpl(trylast=True)  # under xdist after the worker has sent its collection to the controller

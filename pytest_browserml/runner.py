@@ -60,7 +60,7 @@ class Settings:
     profile: bool = False
     ws_endpoints: tuple[str, ...] = ()  # Playwright browser servers to run in instead of a local browser
     wasm_tier: str = wasm_engine.AUTO  # V8's tier for ORT's wasm: auto, tier-up or liftoff (wasm_engine.py)
-    wasm_threads: int | None = None  # ORT-web threads per page; None: this worker's share of the cores
+    wasm_threads: int | None = None  # ORT-web threads per page; None: auto (wasm_engine.threads)
     webgpu_plan: LaunchPlan | None = None  # --webgpu-adapter's flags and environment (None: a remote browser's own)
 
 
@@ -89,7 +89,6 @@ class Runtime:
         self._browsers: dict[tuple[ExecutionProvider, str], EpBrowser] = {}  # by EP and wasm tier
         self._models: dict[tuple, ModelFiles] = {}
         self._scratch_dir: Path | None = None  # model copies the runner serves in place of the user's file
-        self.wasm_threads = wasm_engine.threads(settings.wasm_threads)
 
     def start(self) -> None:
         if self.server is not None:
@@ -227,7 +226,8 @@ class EpBrowser:
             watched = ("browser", "GPU") if self.ep.name == "webgpu" else ("browser",)
             self._page = HarnessPage(self._browser, self._tree, self.runtime.server, self.ep.bundle,
                                      self.runtime.settings.timeout_s, remote=bool(self.runtime.endpoint),
-                                     load_options=wasm_engine.load_options(self.runtime.wasm_threads),
+                                     load_options=wasm_engine.load_options(
+                                         wasm_engine.threads(self.runtime.settings.wasm_threads, self.tier)),
                                      watched=watched)
         return self._page
 

@@ -111,3 +111,31 @@ def check_html_report(report, screenshot):
                    for i in range(pictures.count()))
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
+
+
+def test_the_teardown_report_does_not_carry_the_calls_run_and_golden_entries_again(pytester):
+    """Under pytest-xdist every report travels to the controller: the entries go once, in the call report
+    (the ledgers read them there), and the teardown report keeps what JUnit XML shows, the flat figures."""
+    modelzoo.add(pytester.path / "models" / "add.onnx")
+    pytester.makepyfile(test_model="""
+import numpy as np
+
+def test_add(browserml):
+    browserml.assert_golden(browserml.run("models/add.onnx", {"x": np.ones((2, 3), np.float32)}))
+""")
+    pytester.makeconftest("""
+import json
+
+def pytest_runtest_logreport(report):
+    with open("properties.jsonl", "a") as handle:
+        handle.write(json.dumps([report.when, [key for key, _ in report.user_properties]]) + "\\n")
+""")
+    result = pytester.runpytest_subprocess("--update-goldens", "-n", "1", "--junitxml", "junit.xml")
+    result.assert_outcomes(passed=1)
+    keys = dict(json.loads(line) for line in (pytester.path / "properties.jsonl").read_text().splitlines())
+    assert {"browserml_run", "browserml_golden", "browserml_latency_p50"} <= set(keys["call"])
+    assert not {"browserml_run", "browserml_golden"} & set(keys["teardown"])
+    assert "browserml_latency_p50" in keys["teardown"]
+    properties = {p.get("name") for p in ElementTree.parse(pytester.path / "junit.xml").iter("property")}
+    assert {"browserml_ep", "browserml_latency_p50", "browserml_fallback_nodes"} <= properties
+    result.stdout.fnmatch_lines(["test_model.py::test_add * wasm * passed *"])

@@ -20,6 +20,26 @@ def test_auto_threads_are_orts_default_lowered_to_each_workers_share_of_the_core
     assert wasm_engine.auto_threads(cores, workers) == threads
 
 
+def test_auto_threads_are_one_on_liftoff_pages_and_the_workers_share_on_tier_up_and_a_setting_wins():
+    """Liftoff pages run untimed test-sized cases: ORT's extra threads only spin there (bench_xdist: -n 8 on
+    16 cores 12.2 s on 2 threads a page against 11.1 s on 1, for 92 s of CPU against 74 s)."""
+    share = wasm_engine.auto_threads(wasm_engine.cores_available(), wasm_engine.worker_count())
+    assert wasm_engine.threads(None, "liftoff") == 1
+    assert wasm_engine.threads(None, "tier-up") == share
+    assert wasm_engine.threads(3, "liftoff") == wasm_engine.threads(3, "tier-up") == 3
+
+
+def test_the_warmup_model_is_one_identity_node_onnx_reads():
+    """A constant, so that opening a page does not wait for `import onnx` (0.6 s of a worker's start)."""
+    import base64
+
+    import onnx
+
+    model = onnx.load_from_string(base64.b64decode(wasm_engine.WARMUP_MODEL_BASE64))
+    onnx.checker.check_model(model)
+    assert [node.op_type for node in model.graph.node] == ["Identity"]
+
+
 def test_auto_tier_is_tier_up_for_timed_tests_and_liftoff_otherwise_and_a_setting_wins():
     assert wasm_engine.tier_for("auto", timed=True) == "tier-up"
     assert wasm_engine.tier_for("auto", timed=False) == "liftoff"
@@ -111,7 +131,7 @@ def test_auto_runs_onnx_folders_on_liftoff_and_timed_tests_on_tier_up_each_in_it
     # started before the first test (collection_finish), one browser per tier, each with only its own flag
     assert _browsers_seen(pytester)["test_data_set_0[wasm]"] == [[], ["--js-flags=--liftoff-only"]]
     result.stdout.fnmatch_lines(["browserml: *wasm tier auto (tier-up for browserml tests, liftoff for ONNX "
-                                 "test-data folders), * thread(s) per page*"])
+                                 "test-data folders), threads auto (* a page on tier-up, 1 on liftoff)*"])
 
 
 def test_liftoff_set_for_timed_tests_says_so_and_their_latency_budgets_fail_rather_than_pass_on_it(pytester, models):
@@ -141,14 +161,17 @@ def test_threads_per_page_come_from_the_ini_and_show_in_the_result(pytester, mod
     assert json.loads((pytester.path / "environment.json").read_text()) == {"tier": "tier-up", "threads": 2}
 
 
-def test_under_xdist_each_worker_runs_its_share_of_the_cores_in_threads(pytester, models):
+def test_under_xdist_timed_tests_run_their_workers_share_of_the_cores_and_onnx_folders_one_thread(pytester, models):
     write_case(pytester.path / "cases" / "abs")
     write_case(pytester.path / "cases" / "neg", "Neg", outputs=(-X,))
-    result = pytester.runpytest_subprocess("cases", "-n", "2", "--browserml-report", "report.json")
-    result.assert_outcomes(passed=2)
+    pytester.makepyfile(test_timed=TIMED_TEST.format(model=str(models["add"])))
+    result = pytester.runpytest_subprocess("cases", "test_timed.py", "-n", "2", "--browserml-report", "report.json")
+    result.assert_outcomes(passed=3)
     report = json.loads((pytester.path / "report.json").read_text())
-    expected = wasm_engine.auto_threads(wasm_engine.cores_available(), 2)
-    assert [run["wasm_threads"] for test in report["tests"] for run in test["runs"]] == [expected, expected]
+    threads = {test["test"]: [run["wasm_threads"] for run in test["runs"]] for test in report["tests"]}
+    share = wasm_engine.auto_threads(wasm_engine.cores_available(), 2)
+    assert threads == {"cases/abs::test_data_set_0": [1], "cases/neg::test_data_set_0": [1],
+                       "test_timed.py::test_timed": [share]}
 
 
 def test_collect_only_starts_no_browser(pytester):

@@ -13,13 +13,14 @@ tier-up (19.8-21.8 s against 22.9-23.3 s, for 1.4 times the CPU). 2 cores, -n 0:
 
 Threads: ORT-web's default is min(4, ceil(cores / 2)) threads per session, per page; N pytest-xdist
 workers each running that many oversubscribe the machine. `auto` lowers it to the cores this
-worker has: the cores this process may use divided by PYTEST_XDIST_WORKER_COUNT.
+worker has: the cores this process may use divided by PYTEST_XDIST_WORKER_COUNT. Liftoff pages (under
+`auto`, the untimed ONNX test-data cases) run one thread: on test-sized models ORT's other threads only
+spin. Measured on the node suite, 16 cores: -n 8 11.1 s on 1 thread a page against 12.2 s on 2 (74 s of
+CPU against 93 s); -n 0 23.8 s on 1 against 22.9 s on 4 (28 s of CPU against 47 s).
 """
 
 from __future__ import annotations
 
-import base64
-import functools
 import math
 import os
 
@@ -95,24 +96,28 @@ def worker_count() -> int:
         return 1
 
 
-def threads(setting: int | None) -> int:
-    """Threads per page: the setting, or auto_threads for this worker."""
-    return setting if setting is not None else auto_threads(cores_available(), worker_count())
+def threads(setting: int | None, tier: str) -> int:
+    """Threads per page of this tier: the setting, or under `auto` 1 on Liftoff and this worker's share else."""
+    if setting is not None:
+        return setting
+    return 1 if tier == LIFTOFF else auto_threads(cores_available(), worker_count())
+
+
+def describe_threads(setting: int | None) -> str:
+    """The thread setting in words, for the report header."""
+    if setting is not None:
+        return f"{setting} thread(s) per page"
+    return f"threads auto ({threads(None, TIER_UP)} a page on {TIER_UP}, 1 on {LIFTOFF})"
 
 
 def load_options(threads: int) -> dict:
     """What harness.js load() takes for the engine: ORT's thread count, and a one-node model whose session
     the page creates in the background, so that ORT compiles its wasm module (about a second of the
     browser's time) while pytest goes on (collecting, waiting for its first test) instead of in the first test."""
-    return {"numThreads": threads, "warmupModelBase64": _warmup_model_base64()}
+    return {"numThreads": threads, "warmupModelBase64": WARMUP_MODEL_BASE64}
 
 
-@functools.cache
-def _warmup_model_base64() -> str:
-    from onnx import TensorProto, helper
-
-    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "warmup", [value],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    return base64.b64encode(model.SerializeToString()).decode()
+# y = Identity(x), x and y float[1], opset 13, IR 8: onnx.helper's bytes, kept as text so that opening a page
+# does not first wait for `import onnx` (0.6 s of a worker's start)
+WARMUP_MODEL_BASE64 = ("CAg6PAoQCgF4EgF5IghJZGVudGl0eRIGd2FybXVwWg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggIARIECgIIAUIE"
+                       "CgAQDQ==")

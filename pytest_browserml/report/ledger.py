@@ -58,6 +58,16 @@ class ReportLedger:
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         return {**self.environment, "created": created}
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        """The teardown report keeps the flat figures (what JUnit XML shows) but not the call's run and golden
+        entries again: under pytest-xdist each report travels to the controller, which read them already."""
+        report = yield
+        if report.when == "teardown":
+            report.user_properties = [(key, value) for key, value in report.user_properties
+                                      if key not in (RUN_PROPERTY, GOLDEN_PROPERTY)]
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         ep = ep_of(report)
         if ep is None:
