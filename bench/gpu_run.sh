@@ -26,7 +26,7 @@ install() {
   ldconfig
   mkdir -p /tmp/nss && for deb in "$STASH"/debs/*.deb; do dpkg -x "$deb" /tmp/nss; done
   export LD_LIBRARY_PATH=/tmp/nss/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+  python3 -m pip install -q --no-index --no-deps --no-cache-dir --upgrade --target /tmp/site \
     "$STASH"/.whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
   unxz() { if command -v xz >/dev/null; then xz -d; else python3 -c \
@@ -35,6 +35,9 @@ install() {
   export BROWSERML_CACHE=/tmp/cache/$(ls /tmp/cache)
   # installed, not imported from a folder: the JSON report reads the package's metadata
   python3 -m pip install -q --no-index --no-deps --no-build-isolation -e "$STASH/src" || exit 1
+  # bytecode, as a user's pip install leaves it: with PYTHONDONTWRITEBYTECODE set, every process (each xdist
+  # worker) would compile Playwright and the plugin from source again
+  python3 -m compileall -q -j 0 /tmp/site "$STASH/src/pytest_browserml" >/dev/null
 }
 
 bench() {
