@@ -58,8 +58,14 @@ def main() -> None:
     parser.add_argument("--tiers", action="store_true", help="also compare tier-up and Liftoff on each kind of suite")
     parser.add_argument("--no-corpus", action="store_true")
     parser.add_argument("--pytest-args", default="", help="more pytest arguments for every run, as one string")
+    parser.add_argument("--all-plugins", action="store_true",
+                        help="load every pytest plugin installed here, not only browserml and xdist")
     args = parser.parse_args()
-    print(f"[{NAME}] {cores} cores; load average at start: {_load()}; python {sys.version.split()[0]}", flush=True)
+    print(f"[{NAME}] {cores} cores; load average at start: {_load()}; python {sys.version.split()[0]}; "
+          + ("every installed pytest plugin" if args.all_plugins else "plugins: browserml and xdist only"), flush=True)
+    if not args.all_plugins:  # others' per-process costs are not the plugin's (hypothesis imports itself at each exit)
+        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        args.pytest_args = f"-p xdist.plugin -p pytest_browserml.plugin {args.pytest_args}"
     with tempfile.TemporaryDirectory(prefix="bench-xdist-") as tmp:
         folder = Path(tmp)
         cases = _common.generate_node_suite(folder, limit=args.limit)
@@ -87,7 +93,7 @@ def main() -> None:
 def measure(folder: Path, target: str, workers: int, label: str, extra: tuple[str, ...] = ()) -> dict:
     report = folder / "report.json"
     timings = folder / "timings.jsonl"
-    run = _common.run_pytest([target, "-q", "-p", "no:randomly", "-n", str(workers), "--browser-ep", "wasm",
+    run = _common.run_pytest([target, "-q", "-n", str(workers), "--browser-ep", "wasm",
                               "--browserml-report", str(report), *extra], folder, timings=timings, sample=True)
     document = json.loads(report.read_text()) if report.exists() else {"tests": []}
     report.unlink(missing_ok=True)
