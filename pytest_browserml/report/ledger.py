@@ -159,7 +159,8 @@ def write_json(path: Path, rows: list[TestRow], environment: dict) -> None:
     document = {"report_version": REPORT_VERSION, "environment": environment,
                 "tests": [row.to_json() for row in rows]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, allow_nan=False))
+    # one line: with an indent json's encoder is pure Python (0.25 s for the node suite's 1,884 rows)
+    path.write_text(json.dumps(document, allow_nan=False))
 
 
 def _verdict(report: pytest.TestReport) -> str:

@@ -4,7 +4,7 @@ page all read (a module of its own, so the ledger and the HTML page need not imp
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -51,7 +51,8 @@ class TestRow:
         return _max(run.get("shape_nodes") for run in self.runs)
 
     def to_json(self) -> dict:
-        return _finite(asdict(self))
+        return _finite(vars(self))  # a copy: _finite builds new dicts and lists (asdict's deep copy took 0.3 s
+        # of the node suite's 1,884 rows)
 
 
 def _max(values) -> float | None:
