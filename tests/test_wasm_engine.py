@@ -201,32 +201,3 @@ def test_plain():
     result = pytester.runpytest_subprocess("--browser-ep", "wasm", "-p", "no:randomly")
     result.assert_outcomes(passed=1, skipped=1)
     assert _browsers_seen(pytester) == {"test_plain": []}
-
-
-def test_calls_into_the_page_are_not_mirrored_through_playwright(pytester):
-    """Playwright copies every WebSocket frame of a page to its driver and client (10 MB for the node suite,
-    parsed by both); the call channel lives in a shared worker, which Playwright does not attach to."""
-    write_case(pytester.path / "cases" / "abs")
-    write_case(pytester.path / "cases" / "neg", "Neg", outputs=(-X,))
-    pytester.makeconftest("""
-import atexit, collections, json
-from playwright._impl import connection
-
-seen = collections.Counter()
-dispatch = connection.Connection.dispatch
-
-def counting(self, message):
-    seen[message.get("method") or "reply"] += 1
-    return dispatch(self, message)
-
-connection.Connection.dispatch = counting
-
-@atexit.register  # after the plugin closed its browsers: Playwright's client reads what is left then
-def write():
-    with open("playwright-messages.json", "w") as handle:
-        json.dump(seen, handle)
-""")
-    result = pytester.runpytest_subprocess("cases", "-p", "no:randomly")
-    result.assert_outcomes(passed=2)
-    seen = json.loads((pytester.path / "playwright-messages.json").read_text())
-    assert seen.get("frameSent", 0) == seen.get("frameReceived", 0) == 0, seen

@@ -1,12 +1,10 @@
-"""The page's call channel: one WebSocket from the harness page (its shared worker) to the plugin's server.
+"""The page's call channel: one WebSocket from the harness page to the plugin's server.
 
 Calls into a local page go this way rather than through Playwright's page.evaluate,
 whose path (Python -> Playwright's Node driver -> browser -> renderer) has one more
 process hop each way: about 1 ms a call on a busy 2-core machine
-(bench/bench_node_suite.py). The socket is opened in a shared worker because Playwright
-copies a page's WebSocket frames to its driver and client, and shared workers it leaves
-alone. Only what a browser sends is handled (RFC 6455): masked text frames, fragments,
-ping and close.
+(bench/bench_node_suite.py). Only what a browser sends is handled (RFC 6455):
+masked text frames, fragments, ping and close.
 """
 
 from __future__ import annotations

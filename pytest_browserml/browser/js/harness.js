@@ -3,7 +3,7 @@
 // plugin's local HTTP server (never as JSON number lists).
 //
 // Python calls `load` and `connect` through Playwright, then everything else over a
-// WebSocket to its server, from a shared worker (a remote page: through Playwright too): one plain object
+// WebSocket to its server (a remote page: through Playwright too): one plain object
 // per call and one back, as JSON text; `ready` comes before a new page's first run.
 // Errors come back as {ok: false, error} so that the test, not the
 // page, decides what failed.
@@ -81,9 +81,7 @@ export async function load({ ortUrl, wasmPaths, numThreads, warmupModelBase64 })
 }
 
 // The channel Python makes its calls through after `load`: a WebSocket to its
-// server is one process hop shorter each way than page.evaluate. The socket lives in
-// a shared worker of this page's own: Playwright copies every WebSocket frame of a page
-// (and of its dedicated workers) to its driver and its client, but not a shared worker's.
+// server is one process hop shorter each way than page.evaluate.
 const CALLS = { ready, probe, run };
 
 export async function ready() {
@@ -91,38 +89,21 @@ export async function ready() {
   return {};
 }
 
-function channelWorker() {  // runs in the shared worker: relays between the page's port and the socket
-  onconnect = ({ ports: [port] }) => {
-    let socket = null;
-    port.onmessage = ({ data }) => {
-      if (socket) return socket.send(data);
-      socket = new WebSocket(data);
-      socket.onopen = () => port.postMessage({ open: true });
-      socket.onerror = () => port.postMessage({ open: false });
-      socket.onmessage = (event) => port.postMessage(event.data);
-      socket.onclose = () => close();
-    };
-  };
-}
-
 export function connect(url) {
-  const source = new Blob([`(${channelWorker})()`], { type: "text/javascript" });
-  const { port } = new SharedWorker(URL.createObjectURL(source));
   return new Promise((resolve, reject) => {
-    port.onmessage = async ({ data }) => {
-      if (typeof data !== "string") {
-        return data.open ? resolve(true) : reject(new Error(`the call channel ${url} did not open`));
-      }
-      const { name, arg } = JSON.parse(data);
+    const socket = new WebSocket(url);
+    socket.onopen = () => resolve(true);
+    socket.onerror = () => reject(new Error(`the call channel ${url} did not open`));
+    socket.onmessage = async (event) => {
+      const { name, arg } = JSON.parse(event.data);
       let answer;
       try {
         answer = await CALLS[name](arg);
       } catch (error) {
         answer = { browsermlError: String(error?.message ?? error) };
       }
-      port.postMessage(JSON.stringify(answer));
+      socket.send(JSON.stringify(answer));
     };
-    port.postMessage(url);
   });
 }
 
