@@ -34,6 +34,7 @@ from _common import figure
 
 NAME = "xdist"
 CORPUS_SETS = ("pytorch-converted", "pytorch-operator", "simple")
+PLUGINS: list[str] = []  # the plugins every run loads by name: all installed ones load by themselves if empty
 OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
 TIMED_TEST = """
 import json, os
@@ -65,7 +66,7 @@ def main() -> None:
           + ("every installed pytest plugin" if args.all_plugins else "plugins: browserml and xdist only"), flush=True)
     if not args.all_plugins:  # others' per-process costs are not the plugin's (hypothesis imports itself at each exit)
         os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        args.pytest_args = f"-p xdist.plugin -p pytest_browserml.plugin {args.pytest_args}"
+        PLUGINS[:] = ["-p", "xdist.plugin", "-p", "pytest_browserml.plugin"]
     with tempfile.TemporaryDirectory(prefix="bench-xdist-") as tmp:
         folder = Path(tmp)
         cases = _common.generate_node_suite(folder, limit=args.limit)
@@ -93,7 +94,7 @@ def main() -> None:
 def measure(folder: Path, target: str, workers: int, label: str, extra: tuple[str, ...] = ()) -> dict:
     report = folder / "report.json"
     timings = folder / "timings.jsonl"
-    run = _common.run_pytest([target, "-q", "-n", str(workers), "--browser-ep", "wasm",
+    run = _common.run_pytest([*PLUGINS, target, "-q", "-n", str(workers), "--browser-ep", "wasm",
                               "--browserml-report", str(report), *extra], folder, timings=timings, sample=True)
     document = json.loads(report.read_text()) if report.exists() else {"tests": []}
     report.unlink(missing_ok=True)
@@ -147,9 +148,13 @@ def tiers(folder: Path, most: int) -> None:
             walls[tier] = run["wall_s"]
         figure(NAME, f"node suite -n {workers}: tier-up wall / liftoff wall", walls["tier-up"] / walls["liftoff"], "x",
                note="> 1: liftoff wins (the default for ONNX test-data folders)")
-    one = measure(folder, "node", 0, "node suite -n 0, --browserml-wasm-threads 1", ("--browserml-wasm-threads", "1"))
-    figure(NAME, "node suite -n 0 on 1 thread per page", one["wall_s"], "s",
-           note="against -n 0's default threads above: whether the baseline's threads help the node suite")
+    from pytest_browserml.browser import wasm_engine
+
+    share = wasm_engine.auto_threads(wasm_engine.cores_available(), 1)
+    many = measure(folder, "node", 0, f"node suite -n 0, --browserml-wasm-threads {share}",
+                   ("--browserml-wasm-threads", str(share)))
+    figure(NAME, f"node suite -n 0 on {share} threads a page (tier-up pages' default)", many["wall_s"], "s",
+           note="against the default above, 1 on Liftoff pages: whether more threads help the node suite")
     timed = folder / "timed"
     timed.mkdir(exist_ok=True)
     _larger_model(timed / "larger.onnx")
@@ -157,8 +162,8 @@ def tiers(folder: Path, most: int) -> None:
     seen = {}
     for tier in ("tier-up", "liftoff"):
         latency = timed / f"latency-{tier}.json"
-        run = _common.run_pytest(["test_larger.py", "-q", "-p", "no:randomly", "--browserml-wasm-tier", tier], timed,
-                                 env={"BENCH_LATENCY": str(latency)}, sample=True)
+        run = _common.run_pytest([*PLUGINS, "test_larger.py", "-q", "-p", "no:randomly", "--browserml-wasm-tier", tier],
+                                 timed, env={"BENCH_LATENCY": str(latency)}, sample=True)
         figures = json.loads(latency.read_text())
         seen[tier] = figures["p50"]
         figure(NAME, f"larger model (4 Conv 64x3x3 on 32x32), {tier}: p50", figures["p50"], "ms",
