@@ -193,8 +193,8 @@ def pytest_unconfigure(config):
         return
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     path = f"{_path}.{worker}" if worker else _path
+    _mark("unconfigure")
     with open(path, "w") as handle:
-        _mark("unconfigure")
         handle.write(json.dumps({"marks": _marks, "cpu": _cpu, "pid": os.getpid(), "worker": worker}) + "\n")
         for record in _records:
             handle.write(json.dumps(record) + "\n")

@@ -7,16 +7,15 @@ test-sized models (ONNX's node suite: one run per session) never earns back, and
 browsers pay N times. `liftoff` (`--js-flags=--liftoff-only`) skips it. Latency measured on Liftoff
 code is not what users see, so `auto` keeps tier-up for `browserml` tests (they time their runs and
 hold them to budgets) and uses Liftoff for ONNX test-data folders (one untimed run per data set).
-Measured on ONNX's node suite (bench/bench_xdist.py --tiers): 16 cores, -n 16: 13.9 s on Liftoff against
-21.9 s on tier-up; -n 2 (8 cores a worker): 19.8 s against 22.9 s; only -n 0 on 16 idle cores gains from
-tier-up (19.8-21.8 s against 22.9-23.3 s, for 1.4 times the CPU). 2 cores, -n 0: Liftoff about 3x faster.
+Measured on ONNX's node suite (bench/bench_xdist.py --tiers), 16 cores: -n 16 8.2 s on Liftoff against
+11.9 s on tier-up, -n 0 14.7 s against 16.1 s (one thread a page); 2 cores, -n 0: Liftoff about 3x faster.
 
 Threads: ORT-web's default is min(4, ceil(cores / 2)) threads per session, per page; N pytest-xdist
 workers each running that many oversubscribe the machine. `auto` lowers it to the cores this
 worker has: the cores this process may use divided by PYTEST_XDIST_WORKER_COUNT. Liftoff pages (under
 `auto`, the untimed ONNX test-data cases) run one thread: on test-sized models ORT's other threads only
 spin. Measured on the node suite, 16 cores: -n 8 11.1 s on 1 thread a page against 12.2 s on 2 (74 s of
-CPU against 93 s); -n 0 23.8 s on 1 against 22.9 s on 4 (28 s of CPU against 47 s).
+CPU against 93 s); -n 0 14.7 s on 1 against 15.9 s on 4 (18 s of CPU against 35 s).
 """
 
 from __future__ import annotations
