@@ -8,7 +8,7 @@ browsers pay N times. `liftoff` (`--js-flags=--liftoff-only`) skips it. Latency 
 code is not what users see, so `auto` keeps tier-up for `browserml` tests (they time their runs and
 hold them to budgets) and uses Liftoff for ONNX test-data folders (one untimed run per data set).
 Measured on ONNX's node suite (bench/bench_xdist.py --tiers), 16 cores: -n 16 8.2 s on Liftoff against
-11.9 s on tier-up, -n 0 14.7 s against 16.1 s (one thread a page); 2 cores, -n 0: Liftoff about 3x faster.
+11.9 s on tier-up, -n 0 14.7 s (1 thread a page) against 16.1 s (4); 2 cores, -n 0: Liftoff about 3x faster.
 
 Threads: ORT-web's default is min(4, ceil(cores / 2)) threads per session, per page; N pytest-xdist
 workers each running that many oversubscribe the machine. `auto` lowers it to the cores this
