@@ -114,8 +114,8 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     layers = [SAME_DEVICE if per_ep else BUILTIN, *policy.layers]
     record = GoldenRecord(str(files.npz), result.ep)
     exists = files.npz.exists()
-    sidecar = _sidecar_or_none(files.sidecar)
-    other_device = _other_device(result, files) if per_ep and exists else []
+    sidecar = goldens.sidecar_or_none(files.sidecar)
+    other_device = _other_device(result, sidecar) if per_ep and exists else []
     if reference_model is not None:
         record = replace(record, path=f"native onnxruntime outputs of {target.show(reference_model)}")
     elif policy.update == "all" or (policy.update == "missing" and not exists):
@@ -134,6 +134,7 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
             record = replace(record, written=True, changes=tuple(change.describe() for change in found))
         else:  # same tensors: the sidecar still names this model, these inputs and this run
             goldens.write_sidecar(files, metadata)
+        sidecar = goldens.sidecar_or_none(files.sidecar)  # what the update wrote, as a reader will see it
     elif not exists:
         policy.record(record)
         raise GoldenMismatch(f"no golden for this test: {target.show(files.npz)} does not exist."
@@ -168,7 +169,7 @@ def assert_golden(result: RunResult, target: GoldenTarget, policy: GoldenPolicy,
     if reference_model is not None:
         text = _reference_model_text(result, record.path, comparisons, localisation)
     else:
-        text = _mismatch_text(result, target, files, comparisons, layers, precision, expected, per_ep,
+        text = _mismatch_text(result, target, files, sidecar, comparisons, layers, precision, expected, per_ep,
                               name is not None, localisation)
     try:
         goldens.write_golden(obtained, result.outputs,
@@ -214,9 +215,9 @@ def _legacy_note(key: GoldenKey, target: GoldenTarget, files: goldens.GoldenFile
 DEVICE_KEYS = {"adapter": "adapter", "bundle": "onnxruntime-web bundle"}
 
 
-def _other_device(result: RunResult, files) -> list[str]:
+def _other_device(result: RunResult, sidecar: dict | None) -> list[str]:
     """How the device a per-EP golden was made on differs from this run's (nothing when its sidecar does not say)."""
-    made_by = (_sidecar_or_none(files.sidecar) or {}).get("made_by", {})
+    made_by = (sidecar or {}).get("made_by", {})
     here = _device_of(result)
     return [f"{label} {made_by[key]!r} there, {here[key]!r} here" for key, label in DEVICE_KEYS.items()
             if key in made_by and made_by[key] != here[key]]
@@ -235,13 +236,12 @@ def _readable_or_none(path: Path) -> dict | None:
         return None
 
 
-def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.GoldenFiles,
+def _mismatch_text(result: RunResult, target: GoldenTarget, files: goldens.GoldenFiles, sidecar: dict | None,
                    comparisons: Sequence[OutputComparison], layers: Sequence[ToleranceLayer], precision,
                    expected: dict, per_ep: bool, shared: bool, localisation) -> str:
     failed = [c for c in comparisons if not c.passed]
     lines = [f"{len(failed)} of {len(comparisons)} outputs differ from the golden {target.show(files.npz)} "
              f"on {result.ep}"]
-    sidecar = _sidecar_or_none(files.sidecar)
     stale = sidecar is None or not per_ep and not _same_model_and_inputs(sidecar, result)
     if sidecar:
         lines[0] += f" (made by {_made_by(sidecar)})"
@@ -306,13 +306,6 @@ def _round_up(value: float) -> float:
         return 0.0
     step = 10.0 ** (math.floor(math.log10(value)) - 1)
     return float(f"{math.ceil(value / step) * step:.2g}")
-
-
-def _sidecar_or_none(path: Path) -> dict | None:
-    try:
-        return goldens.read_sidecar(path)
-    except goldens.GoldenError:
-        return None
 
 
 def _made_by(sidecar: dict) -> str:

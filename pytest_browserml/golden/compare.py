@@ -88,10 +88,10 @@ class Tolerance:
 
     def __post_init__(self) -> None:
         """Reject settings that would silently make every comparison pass or fail."""
-        for field in ("atol", "rtol", "ulp"):
-            value = getattr(self, field)
+        for setting in ("atol", "rtol", "ulp"):
+            value = getattr(self, setting)
             if value is not None and value < 0:
-                raise ValueError(f"{field} must be >= 0, got {value}")
+                raise ValueError(f"{setting} must be >= 0, got {value}")
         if self.topk is not None and self.topk < 1:
             raise ValueError(f"topk must be >= 1, got {self.topk}")
         if not 0.0 <= self.mismatch_fraction <= 1.0:
@@ -102,10 +102,10 @@ class Tolerance:
         parts = []
         if self.exact:
             parts.append("exact")
-        for field in ("atol", "rtol", "ulp", "cosine", "topk"):
-            value = getattr(self, field)
+        for setting in ("atol", "rtol", "ulp", "cosine", "topk"):
+            value = getattr(self, setting)
             if value is not None:
-                parts.append(f"{field}={value:g}")
+                parts.append(f"{setting}={value:g}")
         if self.cosine is not None and self.cosine_axis is not None:
             parts.append(f"cosine_axis={self.cosine_axis}")
         if self.topk is not None and self.topk_axis != -1:

@@ -142,7 +142,7 @@ class GoldenLedger:
         for path in goldens.find_goldens(self.golden_dir):
             if str(path) in self.used or self.index.owners(path):
                 continue
-            sidecar = _sidecar_or_none(goldens.GoldenFiles(path))
+            sidecar = goldens.sidecar_or_none(goldens.GoldenFiles(path).sidecar)
             if not goldens.is_store_sidecar(sidecar):
                 kept.append(path)
             elif not self._claimed(sidecar):
@@ -163,18 +163,11 @@ class GoldenLedger:
             return str(path)
 
 
-def _sidecar_or_none(files: goldens.GoldenFiles) -> dict | None:
-    try:
-        return goldens.read_sidecar(files.sidecar)
-    except goldens.GoldenError:
-        return None
-
-
 def _delete(npz: Path) -> None:
     """The golden and the obtained files of every EP beside it, each only if this store wrote it."""
     stem = npz.name[: -len(".npz")]
     names = [npz.name, stem + goldens.OBTAINED_NPZ, *(f"{stem}[{tag}]{goldens.OBTAINED_NPZ}" for tag in EP_TAGS)]
     for name in names:
         files = goldens.GoldenFiles(npz.with_name(name))
-        if goldens.is_store_sidecar(_sidecar_or_none(files)):
+        if goldens.is_store_sidecar(goldens.sidecar_or_none(files.sidecar)):
             goldens.remove(files)

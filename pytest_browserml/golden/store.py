@@ -45,6 +45,7 @@ __all__ = [
     "read_sidecar",
     "remove",
     "same_model",
+    "sidecar_or_none",
     "used_by",
     "write_golden",
     "write_sidecar",
@@ -200,6 +201,15 @@ def read_sidecar(path: Path) -> dict | None:
     if not isinstance(data, dict):
         raise GoldenError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data
+
+
+def sidecar_or_none(path: Path) -> dict | None:
+    """The sidecar, or None when there is none or it cannot be read: an unreadable sidecar says nothing of
+    its golden (which is compared, replaced on update, and never deleted as unused)."""
+    try:
+        return read_sidecar(path)
+    except GoldenError:
+        return None
 
 
 def is_store_sidecar(data: object) -> bool:
