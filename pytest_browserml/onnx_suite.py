@@ -9,7 +9,9 @@ failed (wrong outputs, or ORT cannot load or run the model) or skipped.
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 MODEL_NAMES = ("model.onnx", "model.ort")
 DATA_SET = "test_data_set"
+PLUGIN_MODULE = "pytest_browserml.plugin"
+_IGNORE_RULES_KEY = pytest.StashKey[tuple]()
 
 
 class OnnxCaseError(Exception):
@@ -45,6 +49,50 @@ def collect_directory(path: Path, parent: pytest.Collector) -> OnnxTestFolder | 
     if data_sets:
         return OnnxTestFolder.from_parent(parent, path=path, model=model, data_sets=data_sets)
     return None
+
+
+def ignore_case_folder(path: Path, config: pytest.Config) -> bool | None:
+    """Whether pytest ignores an ONNX case folder: pytest's own rules (`__pycache__`, virtualenvs,
+    `norecursedirs`) worked out without the path parsing it does for every pattern and path (half of
+    collecting ONNX's node suite), then other plugins' hooks. None (pytest decides) for any other path, and
+    wherever more rules apply: `--ignore`, `--ignore-glob`, `collect_ignore` or a hook in a conftest."""
+    if _model_file(path) is None:
+        return None
+    rules = _ignore_rules(config)
+    if rules is None:
+        return None
+    names, other_plugins = rules
+    decided = other_plugins(collection_path=path, path=None, config=config)  # none of them takes the legacy path
+    if decided is not None:
+        return decided
+    in_venv = (path / "pyvenv.cfg").is_file() or (path / "conda-meta" / "history").is_file()
+    return (path.name == "__pycache__" or (in_venv and not config.getoption("collect_in_virtualenv"))
+            or names.match(path.name) is not None)
+
+
+def _ignore_rules(config: pytest.Config):
+    """`norecursedirs` as one pattern of names, and the pytest_ignore_collect hooks of plugins other than
+    pytest's and this one; None where a conftest, an option or a hook on pytest's legacy `path` brings rules
+    of its own. Worked out again when a plugin registers (conftests register during collection)."""
+    manager = config.pluginmanager
+    plugins = manager.get_plugins()
+    cached = config.stash.get(_IGNORE_RULES_KEY, None)
+    if cached is not None and cached[0] == len(plugins):
+        return cached[1]
+    patterns = config.getini("norecursedirs")
+    ours = (manager.get_plugin("main"), sys.modules[PLUGIN_MODULE])
+    others = [impl for impl in manager.hook.pytest_ignore_collect.get_hookimpls() if impl.plugin not in ours]
+    simple = (
+        not config.getoption("ignore") and not config.getoption("ignore_glob")
+        and not any(getattr(impl.plugin, "__file__", "").endswith("conftest.py") or "path" in impl.argnames
+                    for impl in others)
+        and not any(hasattr(plugin, "collect_ignore") or hasattr(plugin, "collect_ignore_glob") for plugin in plugins)
+        and not any("/" in pattern or "\\" in pattern for pattern in patterns)  # these match whole paths
+    )
+    rules = (re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns) or "(?!)"),
+             manager.subset_hook_caller("pytest_ignore_collect", remove_plugins=ours)) if simple else None
+    config.stash[_IGNORE_RULES_KEY] = (len(plugins), rules)
+    return rules
 
 
 class OnnxTestFolder(pytest.Directory):

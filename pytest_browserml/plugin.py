@@ -104,6 +104,11 @@ def _browser_needs(item: pytest.Item) -> tuple[ExecutionProvider | None, bool]:
     return (ep if isinstance(ep, ExecutionProvider) else None), True
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    return onnx_suite.ignore_case_folder(collection_path, config)
+
+
 def pytest_collect_directory(path: Path, parent: pytest.Collector):
     """A folder in ONNX's test-data layout becomes tests: one per data set and EP."""
     return onnx_suite.collect_directory(path, parent)

@@ -9,18 +9,18 @@ test receives.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from playwright.sync_api import Error as PlaywrightError
 
 from . import images
 from . import model as model_facts
@@ -28,7 +28,7 @@ from .browser import provision, remote, transport, wasm_engine
 from .browser.gpu_info import GpuStatus, gpu_status
 from .browser.launch import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .browser.launch_plan import LaunchPlan
-from .browser.page import CLOSE_DEADLINE_S, HarnessPage, PageFailure
+from .browser.page import CLOSE_DEADLINE_S, HarnessPage, PageFailure, PlaywrightError
 from .browser.processes import BrowserTree
 from .browser.provision import ProvisionError
 from .browser.server import HarnessServer
@@ -103,7 +103,8 @@ class Runtime:
             )
         self.server = HarnessServer(ort.dist)
         self._playwright_manager = sync_playwright()
-        self.playwright = self._playwright_manager.start()
+        with _node_compile_cache(provision.cache_dir() / "node-compile-cache"):
+            self.playwright = self._playwright_manager.start()
 
     @property
     def endpoint(self) -> str | None:
@@ -186,6 +187,20 @@ class Runtime:
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+@contextlib.contextmanager
+def _node_compile_cache(folder: Path) -> Iterator[None]:
+    """Playwright's driver (Node) keeps the code it compiles in `folder`, so that each worker's driver starts
+    faster (0.29 s against 0.22 s on 2 cores); only the driver's environment says so, not the tests'."""
+    if "NODE_COMPILE_CACHE" in os.environ:  # the user's own
+        yield
+        return
+    os.environ["NODE_COMPILE_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        del os.environ["NODE_COMPILE_CACHE"]
 
 
 class EpBrowser:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.generate_node_tests import main as generate_node_tests
@@ -94,3 +95,26 @@ def test_onnx_node_tests_each_pass_fail_or_skip(pytester, capsys):
     assert outcomes.get("skipped", 0) >= 2  # identity_sequence and identity_opt
     assert outcomes.get("failed", 0) >= 1  # bitshift_left_uint8
     result.stdout.fnmatch_lines(["*Unsupported model IR version: 14*"])
+
+
+@pytest.mark.parametrize(("rules", "conftest"), [
+    ([], ""), (["--ignore=cases/test_neg"], ""), (["--ignore-glob=*/test_n*"], ""),
+    (["-o", "norecursedirs=test_a* build"], ""), (["-o", "norecursedirs=cases/test_neg"], ""),
+    (["--collect-in-virtualenv"], ""), ([], "collect_ignore = ['test_sign']\n"),
+], ids=["defaults", "ignore", "ignore-glob", "norecursedirs", "norecursedirs-path", "in-virtualenv", "collect_ignore"])
+def test_case_folders_are_ignored_as_pytest_itself_would_ignore_them(pytester, rules, conftest):
+    """The plugin decides for case folders without pytest's per-pattern path matching; a conftest with a
+    hook of its own leaves every decision to pytest, so the collected tests must be the same."""
+    for name in ("test_abs", "test_neg", "test_sign", "build", ".hidden", "venv_case", "__pycache__"):
+        write_case(pytester.path / "cases" / name)
+    (pytester.path / "cases" / "venv_case" / "pyvenv.cfg").write_text("home = /usr\n")
+    (pytester.path / "cases" / "conftest.py").write_text(conftest)
+
+    def collected(*more: str) -> list[str]:
+        result = pytester.runpytest("cases", "--co", "-q", "-p", "no:randomly", *rules, *more)
+        return sorted(line for line in result.outlines if "::" in line)
+
+    ours = collected()
+    (pytester.path / "cases" / "conftest.py").write_text(conftest + "def pytest_ignore_collect(collection_path):\n"
+                                                         "    return None\n")
+    assert ours == collected("-p", "no:cacheprovider") and ours

@@ -19,8 +19,10 @@ import json
 import queue
 from collections.abc import Callable
 
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+# the classes playwright.sync_api exports, from where they are defined: importing the sync API costs 0.1-0.2 s,
+# which xdist's controller (it never opens a browser) would pay before it starts the workers
+from playwright._impl._errors import Error as PlaywrightError
+from playwright._impl._errors import TimeoutError as PlaywrightTimeoutError
 
 from .channel import ChannelClosed, PageChannel
 from .processes import BrowserProcesses, BrowserTree
