@@ -148,6 +148,15 @@ def _shape_nodes(path: Path, _mtime_ns: int, _size: int) -> frozenset[str]:
     return shape_arithmetic(proto) if proto is not None else frozenset()
 
 
+def import_onnx() -> None:
+    """Import onnx now, at a time when the process would wait anyway; an import that fails is left to the
+    code that needs onnx to report."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        pass
+
+
 def load_without_weights(path: Path):
     """The model without its weights; None for .ort files and models onnx cannot parse
     (a corrupt model is for ORT in the page to report)."""

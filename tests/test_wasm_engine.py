@@ -232,3 +232,15 @@ def test_environment_is_the_users(browserml):
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=2)
     assert any(path.is_file() for path in (cache / "node-compile-cache").rglob("*"))
+
+
+def test_onnx_is_imported_before_the_first_test_with_the_browsers(pytester):
+    """Every test reads its model with onnx, whose import (ml_dtypes: 0.4-0.9 s) each xdist worker would
+    otherwise pay in its first test, when it could have while the controller waited for the other workers."""
+    pytester.makepyfile("""
+import sys
+
+def test_first(browserml):
+    assert "onnx" in sys.modules
+""")
+    pytester.runpytest_subprocess("--browser-ep", "wasm").assert_outcomes(passed=1)
