@@ -25,8 +25,10 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import _common
@@ -35,6 +37,7 @@ from _common import figure
 NAME = "xdist"
 CORPUS_SETS = ("pytorch-converted", "pytorch-operator", "simple")
 PLUGINS: list[str] = []  # the plugins every run loads by name: all installed ones load by themselves if empty
+CPU_LOOP = "x = 0\nfor i in range(5_000_000): x += i * i"  # pure Python, no I/O: what N busy processes get
 OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
 TIMED_TEST = """
 import json, os
@@ -67,6 +70,7 @@ def main() -> None:
     if not args.all_plugins:  # others' per-process costs are not the plugin's (hypothesis imports itself at each exit)
         os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         PLUGINS[:] = ["-p", "xdist.plugin", "-p", "pytest_browserml.plugin"]
+    cpu_ceiling(args.workers)
     with tempfile.TemporaryDirectory(prefix="bench-xdist-") as tmp:
         folder = Path(tmp)
         cases = _common.generate_node_suite(folder, limit=args.limit)
@@ -89,6 +93,22 @@ def main() -> None:
         if args.tiers:
             tiers(folder, max(args.workers))
     print(f"[{NAME}] load average at the end: {_load()}", flush=True)
+
+
+def cpu_ceiling(workers: list[int]) -> None:
+    """How much N CPU-bound processes at once get done against one: the most any -n N can gain here, since a
+    test costs CPU in its worker and its browser (shared cores, SMT siblings and turbo clocks lower it)."""
+    def wall(count: int) -> float:
+        started = time.perf_counter()
+        for process in [subprocess.Popen([sys.executable, "-c", CPU_LOOP]) for _ in range(count)]:
+            process.wait()
+        return time.perf_counter() - started
+
+    one = min(wall(1) for _ in range(2))
+    for count in sorted({n for n in workers if n > 1}):
+        figure(NAME, f"CPU ceiling: {count} busy processes at once do the work of",
+               count * one / min(wall(count) for _ in range(2)),
+               "processes", note=f"one alone: {one:.2f} s")
 
 
 def measure(folder: Path, target: str, workers: int, label: str, extra: tuple[str, ...] = ()) -> dict:
