@@ -3,7 +3,8 @@
 Targets: node suite -n 2 at least 1.4x faster than -n 0 on 2 cores; on 16 cores -n 8 at least 3x faster
 than -n 0 and -n 16 no slower than -n 8; the same passed/failed/skipped counts at every N.
 
-Per N: wall time (process start to exit), speed-up over -n 0, efficiency (speed-up / max(N, 1)), the
+First the CPU ceiling: how much N busy processes of a pure Python loop get done at once against one, the
+most any -n N can gain on this machine. Per N: wall time (process start to exit), speed-up over -n 0, efficiency (speed-up / max(N, 1)), the
 CPU of the whole process tree (sampled from /proc, by kind of process), the outcome counts, the wasm tier
 and threads the runs report, and a worker's fixed costs (start to collected, collected to first test,
 of which its browser's start). `--tiers` adds which V8 tier wins for each kind of suite: the node suite
