@@ -10,6 +10,7 @@ failed (wrong outputs, or ORT cannot load or run the model) or skipped.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -67,7 +68,7 @@ def ignore_case_folder(path: Path, config: pytest.Config) -> bool | None:
         return decided
     in_venv = (path / "pyvenv.cfg").is_file() or (path / "conda-meta" / "history").is_file()
     return (path.name == "__pycache__" or (in_venv and not config.getoption("collect_in_virtualenv"))
-            or names.match(path.name) is not None)
+            or names.match(os.path.normcase(path.name)) is not None)
 
 
 def _ignore_rules(config: pytest.Config):
@@ -82,15 +83,16 @@ def _ignore_rules(config: pytest.Config):
     patterns = config.getini("norecursedirs")
     ours = (manager.get_plugin("main"), sys.modules[PLUGIN_MODULE])
     others = [impl for impl in manager.hook.pytest_ignore_collect.get_hookimpls() if impl.plugin not in ours]
-    simple = (
+    decidable_here = (
         not config.getoption("ignore") and not config.getoption("ignore_glob")
         and not any(getattr(impl.plugin, "__file__", "").endswith("conftest.py") or "path" in impl.argnames
                     for impl in others)
         and not any(hasattr(plugin, "collect_ignore") or hasattr(plugin, "collect_ignore_glob") for plugin in plugins)
         and not any("/" in pattern or "\\" in pattern for pattern in patterns)  # these match whole paths
     )
-    rules = (re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns) or "(?!)"),
-             manager.subset_hook_caller("pytest_ignore_collect", remove_plugins=ours)) if simple else None
+    names = "|".join(fnmatch.translate(os.path.normcase(pattern)) for pattern in patterns) or "(?!)"  # as fnmatch
+    rules = (re.compile(names), manager.subset_hook_caller("pytest_ignore_collect", remove_plugins=ours)
+             ) if decidable_here else None
     config.stash[_IGNORE_RULES_KEY] = (len(plugins), rules)
     return rules
 
