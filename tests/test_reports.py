@@ -139,3 +139,23 @@ def pytest_runtest_logreport(report):
     properties = {p.get("name") for p in ElementTree.parse(pytester.path / "junit.xml").iter("property")}
     assert {"browserml_ep", "browserml_latency_p50", "browserml_fallback_nodes"} <= properties
     result.stdout.fnmatch_lines(["test_model.py::test_add * wasm * passed *"])
+
+
+def test_a_long_table_shows_the_rows_to_look_at_and_counts_the_others_and_verbose_shows_all(pytester):
+    """ONNX's node suite made a table of 1,884 lines; the JSON and HTML reports keep every row."""
+    pytester.makepyfile(test_many="""
+import pytest
+
+@pytest.mark.parametrize("n", range(60))
+def test_many(browserml, n):
+    assert n != 7
+""")
+    result = pytester.runpytest_subprocess("--browser-ep", "wasm", "-p", "no:randomly")
+    result.assert_outcomes(passed=59, failed=1)
+    table = result.outlines[result.outlines.index(next(line for line in result.outlines if "tests x EPs" in line)):]
+    assert [line.split()[0] for line in table if line.startswith("test_")] == ["test_many.py::test_many[7]"]
+    result.stdout.fnmatch_lines(["59 passed rows not shown: -v shows them, and --browserml-report and "
+                                 "--browserml-html keep every row"])
+    verbose = pytester.runpytest_subprocess("--browser-ep", "wasm", "-p", "no:randomly", "-v")
+    assert sum(line.startswith("test_many.py::test_many[") and " wasm " in line for line in verbose.outlines) >= 60
+    verbose.stdout.no_fnmatch_line("*rows not shown*")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +93,14 @@ class ReportLedger:
             return
         rows = sorted(self.rows.values(), key=lambda row: (row.test, row.ep))
         terminalreporter.write_sep("=", "browserml: tests x EPs")
-        for line in table(rows):
+        shown, hidden = terminal_rows(rows, verbose=config.getoption("verbose") > 0)
+        for line in table(shown):
             terminalreporter.write_line(line)
+        if hidden:
+            counts = Counter(row.verdict for row in hidden)
+            terminalreporter.write_line(", ".join(f"{count} {verdict}" for verdict, count in counts.most_common())
+                                        + " rows not shown: -v shows them, and --browserml-report and "
+                                          "--browserml-html keep every row")
         if self.json_path:
             write_json(self.json_path, rows, self.session_environment())
             terminalreporter.write_line(f"browserml: JSON report written to {self.json_path}")
@@ -111,6 +118,8 @@ class ReportLedger:
             terminalreporter.write_line(f"browserml: saved the figures of {len(entries)} runs to {self.save_as}")
 
 
+TABLE_ROWS = 50  # more rows than this, and the terminal shows only those of QUIET_VERDICTS' complement
+QUIET_VERDICTS = ("passed", "skipped", "xfailed")
 COLUMNS = ("test", "ep", "adapter", "verdict", "worst abs", "worst ULP", "p50", "peak memory", "fallback")
 
 
@@ -124,6 +133,15 @@ def cells(row: TestRow) -> tuple[str, ...]:
         "-" if row.fallback_nodes is None else str(row.fallback_nodes) + (f" (+{row.shape_nodes} shape)"
                                                                           if row.shape_nodes else ""),
     )
+
+
+def terminal_rows(rows: list[TestRow], verbose: bool) -> tuple[list[TestRow], list[TestRow]]:
+    """The rows the terminal shows and those it only counts: past TABLE_ROWS every row (ONNX's node suite
+    made 1,884 lines) only under -v; otherwise the rows to look at, those that did not pass or skip."""
+    if verbose or len(rows) <= TABLE_ROWS:
+        return rows, []
+    shown = [row for row in rows if row.verdict not in QUIET_VERDICTS]
+    return shown, [row for row in rows if row.verdict in QUIET_VERDICTS]
 
 
 def table(rows: list[TestRow]) -> list[str]:
