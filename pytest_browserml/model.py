@@ -153,7 +153,7 @@ def import_onnx() -> None:
     code that needs onnx to report."""
     try:
         import onnx  # noqa: F401
-    except ImportError:
+    except Exception:  # e.g. AttributeError from an ml_dtypes older than onnx needs
         pass
 
 

@@ -53,45 +53,57 @@ def collect_directory(path: Path, parent: pytest.Collector) -> OnnxTestFolder | 
 
 
 def ignore_case_folder(path: Path, config: pytest.Config) -> bool | None:
-    """Whether pytest ignores an ONNX case folder: pytest's own rules (`__pycache__`, virtualenvs,
-    `norecursedirs`) worked out without the path parsing it does for every pattern and path (half of
-    collecting ONNX's node suite), then other plugins' hooks. None (pytest decides) for any other path, and
-    wherever more rules apply: `--ignore`, `--ignore-glob`, `collect_ignore` or a hook in a conftest."""
-    if _model_file(path) is None:
+    """Whether pytest ignores an ONNX case folder, decided as pytest's hook chain would: the hooks after
+    this plugin's in pytest's order, with pytest's own rules (`__pycache__`, virtualenvs, `norecursedirs`)
+    at its place worked out without the path parsing it does for every pattern and path (half of
+    collecting ONNX's node suite). None (pytest decides) for any other path, and wherever more rules apply:
+    `--ignore`, `--ignore-glob`, `collect_ignore`, a conftest's hook, a hook wrapper."""
+    try:
+        if _model_file(path) is None:
+            return None
+    except OSError:  # a folder this user may not read: pytest's rules may skip it unread
         return None
     rules = _ignore_rules(config)
     if rules is None:
         return None
-    names, other_plugins = rules
-    decided = other_plugins(collection_path=path, path=None, config=config)  # none of them takes the legacy path
-    if decided is not None:
-        return decided
-    in_venv = (path / "pyvenv.cfg").is_file() or (path / "conda-meta" / "history").is_file()
-    return (path.name == "__pycache__" or (in_venv and not config.getoption("collect_in_virtualenv"))
-            or names.match(os.path.normcase(path.name)) is not None)
+    names, later_hooks = rules
+    for hook in later_hooks:
+        if hook is None:  # pytest's own
+            in_venv = (path / "pyvenv.cfg").is_file() or (path / "conda-meta" / "history").is_file()
+            if (path.name == "__pycache__" or (in_venv and not config.getoption("collect_in_virtualenv"))
+                    or names.match(os.path.normcase(path.name)) is not None):
+                return True
+        elif (decided := hook.function(**{name: {"collection_path": path, "config": config}[name]
+                                          for name in hook.argnames})) is not None:
+            return decided
+    return False
 
 
 def _ignore_rules(config: pytest.Config):
-    """`norecursedirs` as one pattern of names, and the pytest_ignore_collect hooks of plugins other than
-    pytest's and this one; None where a conftest, an option or a hook on pytest's legacy `path` brings rules
-    of its own. Worked out again when a plugin registers (conftests register during collection)."""
+    """`norecursedirs` as one pattern of names, and the pytest_ignore_collect hooks that pytest would call
+    after this plugin's, in its order (None for pytest's own); None where a conftest, an option, a wrapper
+    or a hook on pytest's legacy `path` brings rules of its own, or pytest's rules are not those above
+    (before 8.3.2). Worked out again when a plugin registers (conftests register during collection)."""
     manager = config.pluginmanager
     plugins = manager.get_plugins()
     cached = config.stash.get(_IGNORE_RULES_KEY, None)
     if cached is not None and cached[0] == len(plugins):
         return cached[1]
     patterns = config.getini("norecursedirs")
-    ours = (manager.get_plugin("main"), sys.modules[PLUGIN_MODULE])
-    others = [impl for impl in manager.hook.pytest_ignore_collect.get_hookimpls() if impl.plugin not in ours]
+    builtin, ours = manager.get_plugin("main"), sys.modules[PLUGIN_MODULE]
+    in_call_order = list(reversed(manager.hook.pytest_ignore_collect.get_hookimpls()))  # as pluggy calls them
+    plugins_of = [impl.plugin for impl in in_call_order]
+    later = in_call_order[plugins_of.index(ours) + 1:] if ours in plugins_of else []
     decidable_here = (
-        not config.getoption("ignore") and not config.getoption("ignore_glob")
-        and not any(getattr(impl.plugin, "__file__", "").endswith("conftest.py") or "path" in impl.argnames
-                    for impl in others)
+        pytest.version_tuple >= (8, 3, 2) and builtin in [impl.plugin for impl in later]
+        and not config.getoption("ignore") and not config.getoption("ignore_glob")
+        and not any(impl.hookwrapper or impl.wrapper or "path" in impl.argnames
+                    or getattr(impl.plugin, "__file__", "").endswith("conftest.py") for impl in in_call_order)
         and not any(hasattr(plugin, "collect_ignore") or hasattr(plugin, "collect_ignore_glob") for plugin in plugins)
         and not any("/" in pattern or "\\" in pattern for pattern in patterns)  # these match whole paths
     )
     names = "|".join(fnmatch.translate(os.path.normcase(pattern)) for pattern in patterns) or "(?!)"  # as fnmatch
-    rules = (re.compile(names), manager.subset_hook_caller("pytest_ignore_collect", remove_plugins=ours)
+    rules = (re.compile(names), [None if impl.plugin is builtin else impl for impl in later]
              ) if decidable_here else None
     config.stash[_IGNORE_RULES_KEY] = (len(plugins), rules)
     return rules

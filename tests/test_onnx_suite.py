@@ -97,6 +97,64 @@ def test_onnx_node_tests_each_pass_fail_or_skip(pytester, capsys):
     result.stdout.fnmatch_lines(["*Unsupported model IR version: 14*"])
 
 
+OTHER_PLUGIN = """
+import pytest
+
+calls = []
+
+@pytest.hookimpl({options})
+def pytest_ignore_collect(collection_path):
+    if collection_path.parent.name == "cases" and collection_path.is_dir():
+        calls.append(collection_path.name)
+    {body}
+
+def pytest_unconfigure(config):
+    with open("calls.txt", "w") as handle:
+        handle.write(" ".join(sorted(calls)))
+"""
+
+
+@pytest.mark.parametrize(("options", "body"), [
+    ("trylast=True", "return False"),  # after pytest's own rules: never asked of a folder they ignore
+    ("wrapper=True", "result = yield\n    return False if result is None else result"),
+    ("tryfirst=True", "return None"),  # asked once per folder, not again by the plugin
+], ids=["trylast", "wrapper", "tryfirst"])
+def test_other_plugins_ignore_hooks_run_where_and_as_often_as_in_pytest_alone(pytester, options, body):
+    for name in ("test_abs", "build", ".hidden"):
+        write_case(pytester.path / "cases" / name)
+    pytester.makepyfile(other_plugin=OTHER_PLUGIN.format(options=options, body=body))
+    pytester.makeconftest("import other_plugin\n\ndef pytest_configure(config):\n"
+                          "    config.pluginmanager.register(other_plugin)\n")  # registered after this plugin
+
+    def collected() -> tuple[list[str], str]:
+        result = pytester.runpytest_subprocess("cases", "--co", "-q")
+        return sorted(line for line in result.outlines if "::" in line), (pytester.path / "calls.txt").read_text()
+
+    ours = collected()
+    (pytester.path / "cases" / "conftest.py").write_text("def pytest_ignore_collect(collection_path):\n"
+                                                         "    return None\n")  # pytest decides everything
+    assert ours == collected() and ours[0] == ["cases/test_abs::test_data_set_0[wasm]"]
+
+
+def test_an_unreadable_folder_that_pytest_ignores_is_not_looked_into(pytester):
+    """A database volume of another user (mode 700) among the cases: pytest's norecursedirs skip it unread."""
+    write_case(pytester.path / "cases" / "test_abs")
+    locked = pytester.path / "cases" / ".pgdata"
+    locked.mkdir()
+    original = Path.is_file
+
+    def is_file(path: Path) -> bool:
+        if locked in path.parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        return original(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "is_file", is_file)
+        result = pytester.runpytest("cases", "--co", "-q")
+    assert result.ret == 0, result.outlines
+    result.stdout.fnmatch_lines(["cases/test_abs::test_data_set_0?wasm?"])
+
+
 @pytest.mark.parametrize(("rules", "conftest"), [
     ([], ""), (["--ignore=cases/test_neg"], ""), (["--ignore-glob=*/test_n*"], ""),
     (["-o", "norecursedirs=test_a* build"], ""), (["-o", "norecursedirs=cases/test_neg"], ""),

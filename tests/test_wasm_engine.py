@@ -244,3 +244,15 @@ def test_first(browserml):
     assert "onnx" in sys.modules
 """)
     pytester.runpytest_subprocess("--browser-ep", "wasm").assert_outcomes(passed=1)
+
+
+def test_an_onnx_that_fails_to_import_fails_the_tests_that_read_models_and_no_others(pytester):
+    """e.g. onnx 1.18 beside an older ml_dtypes raises AttributeError on import: that is the failure of the
+    tests that need onnx, not of the session (the early import at collection's end must not end it)."""
+    (pytester.path / "onnx").mkdir()
+    (pytester.path / "onnx" / "__init__.py").write_text("raise AttributeError(\"module 'ml_dtypes' has no "
+                                                        "attribute 'float4_e2m1fn'\")\n")
+    pytester.makepyfile(test_x="def test_browser(browserml):\n    pass\n\ndef test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("--browser-ep", "wasm", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")

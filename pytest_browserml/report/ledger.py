@@ -94,7 +94,7 @@ class ReportLedger:
         rows = sorted(self.rows.values(), key=lambda row: (row.test, row.ep))
         terminalreporter.write_sep("=", "browserml: tests x EPs")
         shown, hidden = terminal_rows(rows, verbose=config.getoption("verbose") > 0)
-        for line in table(shown):
+        for line in table(shown) if shown else []:
             terminalreporter.write_line(line)
         if hidden:
             counts = Counter(row.verdict for row in hidden)
