@@ -4,13 +4,15 @@ Targets: node suite -n 2 at least 1.4x faster than -n 0 on 2 cores; on 16 cores 
 than -n 0 and -n 16 no slower than -n 8; the same passed/failed/skipped counts at every N.
 
 First the CPU ceiling: how much N busy processes of a pure Python loop get done at once against one, the
-most any -n N can gain on this machine. Per N: wall time (process start to exit), speed-up over -n 0, efficiency (speed-up / max(N, 1)), the
-CPU of the whole process tree (sampled from /proc, by kind of process), the outcome counts, the wasm tier
-and threads the runs report, and a worker's fixed costs (start to collected, collected to first test,
-of which its browser's start). `--tiers` adds which V8 tier wins for each kind of suite: the node suite
-at -n 0 and at the largest N on tier-up (V8's default) and on Liftoff only, and a larger model timed
-by a `browserml` test (p50 of 30 runs, and the test's wall) on each tier; and -n 0 on one thread per page. Runs go in interleaved rounds
-(`--rounds`), so that load from other processes falls on every N alike; the load average is printed.
+most any -n N can gain on this machine. Per N: wall time (process start to exit), speed-up over -n 0,
+efficiency (speed-up / max(N, 1)), the CPU of the whole process tree (sampled from /proc, by kind of
+process), the outcome counts, the wasm tier and threads the runs report, and a worker's fixed costs
+(start to collected, collected to first test, of which its browser's start). `--tiers` adds which V8
+tier wins for each kind of suite: the node suite at -n 0 and at the largest N on tier-up (V8's default)
+and on Liftoff only, and a larger model timed by a `browserml` test (p50 of 30 runs, and the test's
+wall) on each tier; and -n 0 on as many threads a page as tier-up pages get. Runs go in interleaved
+rounds (`--rounds`), so that load from other processes falls on every N alike; the load average is
+printed.
 
 The corpus: the ONNX-layout folders the onnx wheel ships (pytorch-converted, pytorch-operator, simple:
 convolutions, RNNs and the like, larger than node cases).

@@ -67,14 +67,14 @@ def ignore_case_folder(path: Path, config: pytest.Config) -> bool | None:
     if rules is None:
         return None
     names, later_hooks = rules
+    arguments = {"collection_path": path, "config": config}
     for hook in later_hooks:
         if hook is None:  # pytest's own
             in_venv = (path / "pyvenv.cfg").is_file() or (path / "conda-meta" / "history").is_file()
             if (path.name == "__pycache__" or (in_venv and not config.getoption("collect_in_virtualenv"))
                     or names.match(os.path.normcase(path.name)) is not None):
                 return True
-        elif (decided := hook.function(**{name: {"collection_path": path, "config": config}[name]
-                                          for name in hook.argnames})) is not None:
+        elif (decided := hook.function(**{name: arguments[name] for name in hook.argnames})) is not None:
             return decided
     return False
 
@@ -102,9 +102,10 @@ def _ignore_rules(config: pytest.Config):
         and not any(hasattr(plugin, "collect_ignore") or hasattr(plugin, "collect_ignore_glob") for plugin in plugins)
         and not any("/" in pattern or "\\" in pattern for pattern in patterns)  # these match whole paths
     )
-    names = "|".join(fnmatch.translate(os.path.normcase(pattern)) for pattern in patterns) or "(?!)"  # as fnmatch
-    rules = (re.compile(names), [None if impl.plugin is builtin else impl for impl in later]
-             ) if decidable_here else None
+    rules = None
+    if decidable_here:
+        names = "|".join(fnmatch.translate(os.path.normcase(pattern)) for pattern in patterns) or "(?!)"  # as fnmatch
+        rules = (re.compile(names), [None if impl.plugin is builtin else impl for impl in later])
     config.stash[_IGNORE_RULES_KEY] = (len(plugins), rules)
     return rules
 

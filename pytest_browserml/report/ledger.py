@@ -94,8 +94,9 @@ class ReportLedger:
         rows = sorted(self.rows.values(), key=lambda row: (row.test, row.ep))
         terminalreporter.write_sep("=", "browserml: tests x EPs")
         shown, hidden = terminal_rows(rows, verbose=config.getoption("verbose") > 0)
-        for line in table(shown) if shown else []:
-            terminalreporter.write_line(line)
+        if shown:  # a long table of passes only is all counted below, without a header of its own
+            for line in table(shown):
+                terminalreporter.write_line(line)
         if hidden:
             counts = Counter(row.verdict for row in hidden)
             terminalreporter.write_line(", ".join(f"{count} {verdict}" for verdict, count in counts.most_common())
