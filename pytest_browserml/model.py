@@ -9,11 +9,12 @@ integer-matmul ops. No browser and no pytest in here.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from . import onnx_proto
 
 # ONNX TensorProto element types by the names onnxruntime-web (and the transport) give them.
 _ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
@@ -148,24 +149,13 @@ def _shape_nodes(path: Path, _mtime_ns: int, _size: int) -> frozenset[str]:
     return shape_arithmetic(proto) if proto is not None else frozenset()
 
 
-def import_onnx() -> None:
-    """Import onnx now, at a time when the process would wait anyway; an import that fails is left to the
-    code that needs onnx to report."""
-    try:
-        import onnx  # noqa: F401
-    except Exception:  # e.g. AttributeError from an ml_dtypes older than onnx needs
-        pass
-
-
 def load_without_weights(path: Path):
     """The model without its weights; None for .ort files and models onnx cannot parse
     (a corrupt model is for ORT in the page to report)."""
     if path.suffix != ".onnx":
         return None
-    import onnx
-
     try:
-        return onnx.load(str(path), load_external_data=False)
+        return onnx_proto.load_model(path)
     except Exception:
         return None
 
@@ -282,30 +272,27 @@ def with_named_free_dims(path: Path, destination: Path) -> Path:
 
 
 def _external_data_locations(graph) -> tuple[str, ...]:
-    from onnx.external_data_helper import (
-        _get_attribute_tensors_from_graph,
-        _get_initializer_tensors_from_graph,
-        uses_external_data,
-    )
+    """The files that hold the weights of initializers and of node attributes, subgraphs' included."""
+    external = onnx_proto.messages().TensorProto.EXTERNAL
+    return tuple(sorted({entry.value for tensor in _tensors(graph) if tensor.data_location == external
+                         for entry in tensor.external_data if entry.key == "location"}))
 
-    tensors = itertools.chain(_get_initializer_tensors_from_graph(graph), _get_attribute_tensors_from_graph(graph))
-    return tuple(sorted({
-        entry.value
-        for tensor in tensors
-        if uses_external_data(tensor)
-        for entry in tensor.external_data
-        if entry.key == "location"
-    }))
+
+def _tensors(graph):
+    for subgraph in _graphs(graph):
+        yield from subgraph.initializer
+        for node in subgraph.node:
+            for attribute in node.attribute:
+                yield from (*([attribute.t] if attribute.HasField("t") else ()), *attribute.tensors)
 
 
 def _declared(value, optional: bool) -> DeclaredValue:
-    from onnx import TensorProto
-
     kind = (value.type.WhichOneof("value") or "unknown").removesuffix("_type")
     tensor = value.type.tensor_type
     dtype = dims = None
     if kind == "tensor" and tensor.elem_type:
-        dtype = _ONNX_TYPES.get(tensor.elem_type) or TensorProto.DataType.Name(tensor.elem_type).lower()
+        names = onnx_proto.messages().TensorProto.DataType
+        dtype = _ONNX_TYPES.get(tensor.elem_type) or names.Name(tensor.elem_type).lower()
     if kind == "tensor" and tensor.HasField("shape"):
         dims = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?" for dim in tensor.shape.dim)
     return DeclaredValue(value.name, kind, dtype, dims, optional)

@@ -26,6 +26,7 @@ from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .golden.check import GoldenRecord
 from .golden.compare import OutputComparison, compare_outputs
 from .golden.tolerances import BUILTIN, resolve
+from .onnx_proto import read_tensor, to_array
 from .report.ledger import EP_PROPERTY, GOLDEN_PROPERTY, RUN_PROPERTY, TEST_PROPERTY, run_entry
 from .results import ModelRunError
 from .runner import ModelFiles
@@ -237,12 +238,8 @@ def _tensor_names(model: ModelFiles) -> tuple[list[str] | None, list[str] | None
 
 def _read_pb(file: Path, shown: str) -> tuple[str, np.ndarray]:
     """The tensor's name and value; any problem with the file is this data set's failure."""
-    import onnx
-    from onnx import numpy_helper
-
     try:
-        tensor = onnx.TensorProto()
-        tensor.ParseFromString(file.read_bytes())
-        return tensor.name, numpy_helper.to_array(tensor)
+        tensor = read_tensor(file)
+        return tensor.name, to_array(tensor)
     except Exception as error:  # protobuf, numpy and OS errors alike mean an unreadable tensor
         raise OnnxCaseError(f"cannot read the tensor in {shown}: {type(error).__name__}: {error}") from None

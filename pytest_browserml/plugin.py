@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from . import model as model_facts
 from . import onnx_suite, options
 from .browser import provision, wasm_engine
 from .browser.launch import EP_NAMES, BrowserSetupError, ExecutionProvider
@@ -86,17 +85,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.hookimpl(trylast=True)  # under xdist after the worker has sent its collection to the controller
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the browsers the first tests need now, and import onnx (each test reads its model with it;
-    ml_dtypes makes that 0.4-0.9 s): under xdist while the controller waits for the other workers and
-    schedules, and ORT compiles its wasm module in the page while pytest goes on."""
+    """Start the browsers the first tests need now: under xdist while the controller waits for the other
+    workers and schedules, and ORT compiles its wasm module in the page while pytest goes on."""
     if session.config.option.collectonly:
         return
     runtime = session.config.stash[RUNTIME_KEY]
     needs = [(ep, timed) for ep, timed in dict.fromkeys(_browser_needs(item) for item in session.items) if ep]
     for ep, timed in needs:
         runtime.prestart(ep, timed)
-    if needs:
-        model_facts.import_onnx()
 
 
 def _browser_needs(item: pytest.Item) -> tuple[ExecutionProvider | None, bool]:

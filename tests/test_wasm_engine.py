@@ -234,21 +234,9 @@ def test_environment_is_the_users(browserml):
     assert any(path.is_file() for path in (cache / "node-compile-cache").rglob("*"))
 
 
-def test_onnx_is_imported_before_the_first_test_with_the_browsers(pytester):
-    """Every test reads its model with onnx, whose import (ml_dtypes: 0.4-0.9 s) each xdist worker would
-    otherwise pay in its first test, when it could have while the controller waited for the other workers."""
-    pytester.makepyfile("""
-import sys
-
-def test_first(browserml):
-    assert "onnx" in sys.modules
-""")
-    pytester.runpytest_subprocess("--browser-ep", "wasm").assert_outcomes(passed=1)
-
-
 def test_an_onnx_that_fails_to_import_fails_the_tests_that_read_models_and_no_others(pytester):
     """e.g. onnx 1.18 beside an older ml_dtypes raises AttributeError on import: that is the failure of the
-    tests that need onnx, not of the session (the early import at collection's end must not end it)."""
+    tests that need onnx, not of the session."""
     (pytester.path / "onnx").mkdir()
     (pytester.path / "onnx" / "__init__.py").write_text("raise AttributeError(\"module 'ml_dtypes' has no "
                                                         "attribute 'float4_e2m1fn'\")\n")
