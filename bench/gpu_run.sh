@@ -5,6 +5,9 @@
 #   bash .gpu/src/bench/gpu_run.sh stash    carry .gpu/src plus some of .whl .gl .gpu/debs .gpu/part-* .gpu/models
 #   bash .gpu/src/bench/gpu_run.sh bench    (last call) install, doctor, the example suite, the model set
 #   bash .gpu/src/bench/gpu_run.sh xdist "ARGS" ["ARGS" ...]   (last call) bench/bench_xdist.py ARGS, once each
+#   bash .gpu/src/bench/gpu_run.sh ab "ARGS" [ROUNDS]   (last call) bench_xdist.py ARGS on the code in .gpu/src-old
+#       (carried with .gpu/src: git archive <commit> pytest_browserml | tar -x -C .gpu/src-old) and on .gpu/src,
+#       interleaved, ROUNDS (2) times: the machine's speed moves between leases, so compare only within one call
 # Measured: three calls (.whl .gl .gpu/debs | .gpu/part-aa | .gpu/part-ab .gpu/models), 3.2 min of device time
 # in all with the bench on both adapters (ADAPTERS=hardware: about 70 s for the last call).
 # Results go to $OUT (or ./gpu-out): doctor.txt, examples.txt, examples.json, bench.txt, bench.json.
@@ -14,7 +17,7 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$STASH" "$OUT"
 
 stash() {
-  for path in .whl .gl .gpu/debs .gpu/models .gpu/src; do
+  for path in .whl .gl .gpu/debs .gpu/models .gpu/src .gpu/src-old; do
     [ -e "$path" ] && rm -rf "$STASH/$(basename "$path")" && cp -r "$path" "$STASH/$(basename "$path")"
   done
   for part in .gpu/part-*; do [ -e "$part" ] && cp "$part" "$STASH/"; done
@@ -38,6 +41,7 @@ install() {
   # bytecode, as a user's pip install leaves it: with PYTHONDONTWRITEBYTECODE set, every process (each xdist
   # worker) would compile Playwright and the plugin from source again
   python3 -m compileall -q -j 0 /tmp/site "$STASH/src/pytest_browserml" >/dev/null
+  [ -d "$STASH/src-old" ] && python3 -m compileall -q -j 0 "$STASH/src-old" >/dev/null
 }
 
 bench() {
@@ -58,6 +62,19 @@ xdist() {  # the CPU side only: bench/bench_xdist.py with XDIST_ARGS (needs .whl
   nproc; uptime
   for arguments in "${@:-}"; do
     PYTHONUNBUFFERED=1 python3 bench/bench_xdist.py $arguments 2>&1 | tee -a "$OUT/xdist.txt"
+  done
+}
+
+ab() {  # bench_xdist.py "$1" on the old tree (first on PYTHONPATH, before the editable install) and on the new
+  install
+  cd "$STASH/src" || exit 1
+  nproc; uptime
+  for round in $(seq "${2:-2}"); do
+    for tree in old new; do
+      path=/tmp/site; [ "$tree" = old ] && path=$STASH/src-old:/tmp/site
+      echo "[ab] round $round: $tree" | tee -a "$OUT/xdist.txt"
+      PYTHONPATH=$path PYTHONUNBUFFERED=1 python3 bench/bench_xdist.py $1 2>&1 | tee -a "$OUT/xdist.txt"
+    done
   done
 }
 
