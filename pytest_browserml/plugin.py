@@ -83,16 +83,14 @@ def pytest_report_header(config: pytest.Config) -> str:
             f"{wasm_engine.describe_threads(settings.wasm_threads)}; cache {provision.cache_dir()}")
 
 
-@pytest.hookimpl(trylast=True)  # under xdist after the worker has sent its collection to the controller
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the browsers the first tests need now: under xdist while the controller waits for the other
-    workers and schedules, and ORT compiles its wasm module in the page while pytest goes on."""
-    if session.config.option.collectonly:
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Start a browser when collection meets the first test that needs it: it launches and opens its page
+    in the Playwright thread while pytest collects the rest, and ORT compiles its wasm module in the page."""
+    if item.config.option.collectonly:
         return
-    runtime = session.config.stash[RUNTIME_KEY]
-    needs = [(ep, timed) for ep, timed in dict.fromkeys(_browser_needs(item) for item in session.items) if ep]
-    for ep, timed in needs:
-        runtime.prestart(ep, timed)
+    ep, timed = _browser_needs(item)
+    if ep:
+        item.config.stash[RUNTIME_KEY].prestart(ep, timed)
 
 
 def _browser_needs(item: pytest.Item) -> tuple[ExecutionProvider | None, bool]:

@@ -29,6 +29,7 @@ from .browser.gpu_info import GpuStatus, gpu_status
 from .browser.launch import BrowserChoice, BrowserSetupError, ExecutionProvider
 from .browser.launch_plan import LaunchPlan
 from .browser.page import CLOSE_DEADLINE_S, HarnessPage, PageFailure, PlaywrightError
+from .browser.playwright_thread import PlaywrightThread, in_playwright_thread
 from .browser.processes import BrowserTree
 from .browser.provision import ProvisionError
 from .browser.server import HarnessServer
@@ -82,19 +83,21 @@ class Runtime:
     def __init__(self, settings: Settings, progress: Callable[[str], None] | None = None):
         self.settings = settings
         self.progress = progress  # where to say what a long wait is waiting for (pytest's terminal), or nowhere
+        self.playwright_thread = PlaywrightThread()  # every Playwright call runs there (playwright_thread.py)
         self._playwright_manager = None
         self.playwright = None
         self.server: HarnessServer | None = None
         self.browser_choice: BrowserChoice | None = None
         self._browsers: dict[tuple[ExecutionProvider, str], EpBrowser] = {}  # by EP and wasm tier
+        self._prestarted: set[tuple[ExecutionProvider, str]] = set()
         self._models: dict[tuple, ModelFiles] = {}
         self._scratch_dir: Path | None = None  # model copies the runner serves in place of the user's file
 
     def start(self) -> None:
+        """Fetch what is missing (with progress lines on pytest's terminal) and serve ORT; Playwright itself
+        starts in its thread, with the first browser."""
         if self.server is not None:
             return
-        from playwright.sync_api import sync_playwright
-
         ort = provision.ort_web(self.settings.ort_web_version, fetch=self.settings.auto_install, progress=self.progress)
         if not self.settings.ws_endpoints:
             self.browser_choice = BrowserChoice.resolve(
@@ -102,6 +105,12 @@ class Runtime:
                 progress=self.progress, webgpu=self.settings.webgpu_plan,
             )
         self.server = HarnessServer(ort.dist)
+
+    def _start_playwright(self) -> None:
+        if self.playwright is not None:
+            return
+        from playwright.sync_api import sync_playwright
+
         self._playwright_manager = sync_playwright()
         with _node_compile_cache(provision.cache_dir() / "node-compile-cache"):
             self.playwright = self._playwright_manager.start()
@@ -115,9 +124,11 @@ class Runtime:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
         return endpoints[int(worker) % len(endpoints) if worker.isdigit() else 0]
 
+    @in_playwright_thread
     def browser(self, ep: ExecutionProvider, tier: str) -> tuple[Any, BrowserTree]:
         """A browser for `ep` and its processes: launched here, or connected at this worker's endpoint
         (never both; a remote browser's processes are not ours: pid None)."""
+        self._start_playwright()
         if self.endpoint:
             return remote.connect(self.playwright, self.endpoint, ep), BrowserTree(None)
         return BrowserTree.launched_by(
@@ -140,11 +151,17 @@ class Runtime:
         return self._browsers[key]
 
     def prestart(self, ep: ExecutionProvider, timed: bool) -> None:
-        """Open the browser and page a test on `ep` will use; what fails here fails that test instead."""
+        """Open the browser and page a test on `ep` will use, in the Playwright thread while pytest goes on;
+        what fails here fails that test instead. Once per EP and tier."""
+        key = (ep, self.tier_for(timed))
+        if key in self._prestarted:
+            return
+        self._prestarted.add(key)
         try:
-            self.browser_for(ep, timed).probe()
-        except (ProvisionError, BrowserSetupError, PlaywrightError, PageFailure):
-            pass
+            ep_browser = self.browser_for(ep, timed)
+        except (ProvisionError, BrowserSetupError):
+            return
+        self.playwright_thread.start(_quiet_probe, ep_browser)
 
     def model_files(self, path: Path) -> ModelFiles:
         """Register a model (and its external data files) with the server; cached by file identity."""
@@ -181,12 +198,24 @@ class Runtime:
         for ep_browser in self._browsers.values():
             ep_browser.close()
         self._browsers.clear()
-        if self.playwright is not None:
-            self._playwright_manager.__exit__(None, None, None)
-            self.playwright = None
+        if self.playwright_thread.started:
+            self.playwright_thread.call(self._stop_playwright)
+            self.playwright_thread.stop(CLOSE_DEADLINE_S)
         if self.server is not None:
             self.server.close()
             self.server = None
+
+    def _stop_playwright(self) -> None:
+        if self.playwright is not None:
+            self._playwright_manager.__exit__(None, None, None)
+            self.playwright = None
+
+
+def _quiet_probe(ep_browser: "EpBrowser") -> None:
+    try:
+        ep_browser.probe()
+    except (ProvisionError, BrowserSetupError, PlaywrightError, PageFailure):
+        pass
 
 
 @contextlib.contextmanager
@@ -217,6 +246,11 @@ class EpBrowser:
         self._environment: Environment | None = None
         self._sessions: dict[str, tuple[tuple[str, ...], Placement]] = {}  # session key -> (log, placement)
 
+    @property
+    def playwright_thread(self) -> PlaywrightThread:
+        return self.runtime.playwright_thread
+
+    @in_playwright_thread
     def page(self) -> HarnessPage:
         """The EP's harness page; a browser that went away is launched or connected anew, once."""
         try:
@@ -246,6 +280,7 @@ class EpBrowser:
                                      watched=watched)
         return self._page
 
+    @in_playwright_thread
     def probe(self) -> dict:
         """Doctor's verdict for this EP in this browser: {ok, reason, adapter, webnnDevices}."""
         if self._probe is None:
@@ -254,6 +289,7 @@ class EpBrowser:
             self._probe = probe
         return self._probe
 
+    @in_playwright_thread
     def gpu_status(self) -> GpuStatus:
         """What this EP's browser says of its GPU (for doctor and for a fallback's reason)."""
         self.page()
@@ -271,6 +307,7 @@ class EpBrowser:
         raise BrowserSetupError(f"--webgpu-adapter hardware: the browser for {self.ep.id} got {got}, not the GPU "
                                 f"({plan.summary}); the browser says: {gpu_status(self._browser).why_not()}")
 
+    @in_playwright_thread
     def environment(self) -> Environment:
         """What runs the models; the same until the browser is replaced."""
         if self._environment is None:
@@ -288,6 +325,7 @@ class EpBrowser:
             )
         return self._environment
 
+    @in_playwright_thread
     def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int,
             profile: bool = False, keep_session: bool = True, allow_no_ep_nodes: bool = False) -> RunResult:
         """One session's runs; keep_session=False releases the session after them (a model run only once).
@@ -417,12 +455,14 @@ class EpBrowser:
     def _where(self, model: ModelFiles) -> str:
         return f"{model.path} on {self.ep.id}"
 
+    @in_playwright_thread
     def fresh_page(self) -> None:
         """Start over in a new page: no cached sessions, no memory left by earlier tests."""
         if self._page is not None:
             self._page.close()
             self._page = None
 
+    @in_playwright_thread
     def close(self) -> None:
         self.fresh_page()
         if self._browser is not None:

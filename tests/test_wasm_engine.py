@@ -128,8 +128,8 @@ def test_auto_runs_onnx_folders_on_liftoff_and_timed_tests_on_tier_up_each_in_it
     tiers = {test["test"]: [run["wasm_tier"] for run in test["runs"]] for test in report["tests"]}
     assert tiers == {"cases/abs::test_data_set_0": ["liftoff"], "test_timed.py::test_timed": ["tier-up"]}
     assert json.loads((pytester.path / "environment.json").read_text())["tier"] == "tier-up"
-    # started before the first test (collection_finish), one browser per tier, each with only its own flag
-    assert _browsers_seen(pytester)["test_data_set_0[wasm]"] == [[], ["--js-flags=--liftoff-only"]]
+    # both started while pytest collected (the first test's run waits for them), each with only its own flag
+    assert _browsers_seen(pytester)["test_timed[wasm]"] == [[], ["--js-flags=--liftoff-only"]]
     result.stdout.fnmatch_lines(["browserml: *wasm tier auto (tier-up for browserml tests, liftoff for ONNX "
                                  "test-data folders), threads auto (* a page on tier-up, 1 on liftoff)*"])
 
@@ -146,7 +146,7 @@ def test_budget(browserml):
     result = pytester.runpytest_subprocess("--browserml-wasm-tier", "liftoff", "-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=1)
     assert json.loads((pytester.path / "environment.json").read_text())["tier"] == "liftoff"
-    assert _browsers_seen(pytester)["test_timed[wasm]"] == [["--js-flags=--liftoff-only"]]
+    assert _browsers_seen(pytester)["test_budget[wasm]"] == [["--js-flags=--liftoff-only"]]
     result.stdout.fnmatch_lines([
         "*latency p50 has a budget of 100 s but was measured on Liftoff-only wasm code, which users' browsers "
         "do not run (marker on test_budget, wasm): set browserml_wasm_tier = auto*",
@@ -172,6 +172,26 @@ def test_under_xdist_timed_tests_run_their_workers_share_of_the_cores_and_onnx_f
     share = wasm_engine.auto_threads(wasm_engine.cores_available(), 2)
     assert threads == {"cases/abs::test_data_set_0": [1], "cases/neg::test_data_set_0": [1],
                        "test_timed.py::test_timed": [share]}
+
+
+def test_the_browser_starts_while_pytest_collects(pytester):
+    """A browser takes 0.6-1.1 s to launch and open its page on the 16-core machine: it starts when collection
+    meets the first test that needs it, and the rest of collection (each xdist worker collects every test)
+    goes on meanwhile."""
+    write_case(pytester.path / "cases" / "abs")
+    pytester.makeconftest(ENGINE_PROBE + """
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):
+    with open("browsers.jsonl", "a") as handle:
+        handle.write(json.dumps({"test": "collected", "browsers": _browsers()}) + "\\n")
+""")
+    pytester.makepyfile(test_slow="import time\n\ntime.sleep(3)  # collecting this module takes 3 s\n\n"
+                                  "def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("cases", "test_slow.py", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    assert _browsers_seen(pytester)["collected"] == [["--js-flags=--liftoff-only"]]
 
 
 def test_collect_only_starts_no_browser(pytester):
