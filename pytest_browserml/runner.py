@@ -212,9 +212,10 @@ class Runtime:
 
 
 def _quiet_probe(ep_browser: "EpBrowser") -> None:
+    """Open the page and probe the EP ahead of the first test on it, which meets and reports any failure again."""
     try:
         ep_browser.probe()
-    except (ProvisionError, BrowserSetupError, PlaywrightError, PageFailure):
+    except Exception:
         pass
 
 
@@ -274,13 +275,13 @@ class EpBrowser:
             # a dead GPU process leaves WebGPU's work pending forever: watch it on webgpu
             watched = ("browser", "GPU") if self.ep.name == "webgpu" else ("browser",)
             self._page = HarnessPage(self._browser, self._tree, self.runtime.server, self.ep.bundle,
-                                     self.runtime.settings.timeout_s, remote=bool(self.runtime.endpoint),
+                                     self.runtime.settings.timeout_s, self.playwright_thread,
+                                     remote=bool(self.runtime.endpoint),
                                      load_options=wasm_engine.load_options(
                                          wasm_engine.threads(self.runtime.settings.wasm_threads, self.tier)),
                                      watched=watched)
         return self._page
 
-    @in_playwright_thread
     def probe(self) -> dict:
         """Doctor's verdict for this EP in this browser: {ok, reason, adapter, webnnDevices}."""
         if self._probe is None:
@@ -307,7 +308,6 @@ class EpBrowser:
         raise BrowserSetupError(f"--webgpu-adapter hardware: the browser for {self.ep.id} got {got}, not the GPU "
                                 f"({plan.summary}); the browser says: {gpu_status(self._browser).why_not()}")
 
-    @in_playwright_thread
     def environment(self) -> Environment:
         """What runs the models; the same until the browser is replaced."""
         if self._environment is None:
@@ -325,7 +325,6 @@ class EpBrowser:
             )
         return self._environment
 
-    @in_playwright_thread
     def run(self, model: ModelFiles, feeds: Mapping[str, Any], warmup: int, iterations: int,
             profile: bool = False, keep_session: bool = True, allow_no_ep_nodes: bool = False) -> RunResult:
         """One session's runs; keep_session=False releases the session after them (a model run only once).
@@ -455,7 +454,6 @@ class EpBrowser:
     def _where(self, model: ModelFiles) -> str:
         return f"{model.path} on {self.ep.id}"
 
-    @in_playwright_thread
     def fresh_page(self) -> None:
         """Start over in a new page: no cached sessions, no memory left by earlier tests."""
         if self._page is not None:

@@ -137,8 +137,9 @@ def test_missing_external_data_names_the_local_file_and_never_the_token(browserm
 
 
 def gpu_max_buffer_size(browserml) -> int:
-    page = browserml._ep_browser.page().page
-    return page.evaluate("async () => (await navigator.gpu.requestAdapter()).limits.maxBufferSize")
+    page = browserml._ep_browser.page()  # Playwright answers only in its thread (playwright_thread.py)
+    return page.playwright_thread.call(
+        page.page.evaluate, "async () => (await navigator.gpu.requestAdapter()).limits.maxBufferSize")
 
 
 def test_a_model_too_large_for_the_ep_fails_saying_so(browserml, models, tmp_path):

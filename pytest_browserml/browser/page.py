@@ -25,6 +25,7 @@ from playwright._impl._errors import Error as PlaywrightError
 from playwright._impl._errors import TimeoutError as PlaywrightTimeoutError
 
 from .channel import ChannelClosed, PageChannel
+from .playwright_thread import PlaywrightThread, in_playwright_thread
 from .processes import BrowserProcesses, BrowserTree
 from .remote import route_through_playwright
 from .server import HarnessServer
@@ -45,10 +46,13 @@ class PageFailure(RuntimeError):
 
 class HarnessPage:
     def __init__(self, browser, tree: BrowserTree, server: HarnessServer, ort_bundle: str, timeout_s: float,
-                 remote: bool = False, load_options: dict | None = None, watched: tuple[str, ...] = ("browser",)):
+                 playwright_thread: PlaywrightThread, remote: bool = False, load_options: dict | None = None,
+                 watched: tuple[str, ...] = ("browser",)):
         """`tree` is the browser's processes (pid None where unknown); `load_options`: more of harness.js
         load()'s arguments (the wasm engine's threads and warm-up); `watched`: the kinds of process whose
-        death ends a call at once."""
+        death ends a call at once. Opened in `playwright_thread`, which its Playwright calls go to; its calls
+        over the channel run in the caller's thread (Ctrl-C ends them there)."""
+        self.playwright_thread = playwright_thread
         self.timeout_s = timeout_s
         self.tree = tree
         self.crashed = False
@@ -114,6 +118,7 @@ class HarnessPage:
             raise self._replaced(answer["browsermlError"])
         return answer
 
+    @in_playwright_thread
     def _call_through_playwright(self, function: str, arg: dict, timeout_s: float) -> dict:
         """One more round trip than evaluate, but the deadline holds without a local process to kill."""
         try:
@@ -162,6 +167,7 @@ class HarnessPage:
         or a process it needs died, e.g. the GPU process on WebGPU (Chromium restarts it, then gives up on it)."""
         return self.tree.alive and self.processes.first_gone(self._watched) is None
 
+    @in_playwright_thread
     def close(self) -> None:
         if self._watch is not None:
             self._watch.stop()

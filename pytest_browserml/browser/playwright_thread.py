@@ -4,8 +4,9 @@ Playwright's sync API serves only the thread that started it. A browser takes 0.
 open its page on the 16-core machine, and each pytest-xdist worker collects every test (0.5-1.3 s)
 before its first one: the runtime starts the browser in this thread when collection meets the first
 test that needs it, and every later Playwright call runs here too. The calls a test makes (runs, pages)
-are handed to the thread, which runs them one at a time in order; the caller waits. Calls over a
-page's WebSocket channel do not touch Playwright, so the hand-off is per page and per run, not per byte.
+are handed to the thread, which runs them one at a time in order; the caller waits. A run's calls go
+over the page's WebSocket channel, not Playwright, and stay in the caller's thread: Ctrl-C ends them
+there, and the hand-offs are per page opened or closed, not per run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ class PlaywrightThread:
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._deferred: BaseException | None = None  # what a started() function raised, for the next call
 
     @property
     def started(self) -> bool:
@@ -45,8 +45,8 @@ class PlaywrightThread:
         return outcome["value"]
 
     def start(self, function: Callable[..., Any], *args) -> None:
-        """`function(*args)` in the thread without waiting; what it raises, the next call() raises."""
-        self._put((function, args, {}, None, None))
+        """`function(*args)` in the thread, without waiting for it (nor for what it raises)."""
+        self._put((function, args, {}, {}, threading.Event()))
 
     def stop(self, timeout_s: float) -> None:
         """End the thread once the calls before this one are done (a frozen call is the deadlines' to end)."""
@@ -67,20 +67,11 @@ class PlaywrightThread:
         while (item := self._calls.get()) is not None:
             function, args, kwargs, outcome, done = item
             try:
-                if self._deferred is not None and outcome is not None:
-                    error, self._deferred = self._deferred, None
-                    raise error
-                value = function(*args, **kwargs)
-                if outcome is not None:
-                    outcome["value"] = value
-            except BaseException as error:  # noqa: BLE001 - handed to the caller, who raises it
-                if outcome is None:
-                    self._deferred = error
-                else:
-                    outcome["error"] = error
+                outcome["value"] = function(*args, **kwargs)
+            except BaseException as error:  # handed to the caller, who raises it
+                outcome["error"] = error
             finally:
-                if done is not None:
-                    done.set()
+                done.set()
 
 
 def in_playwright_thread(method: Callable) -> Callable:
