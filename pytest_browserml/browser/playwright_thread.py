@@ -26,10 +26,16 @@ class PlaywrightThread:
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._pending = 0  # calls handed over and not yet done
 
     @property
     def started(self) -> bool:
         return self._thread is not None
+
+    @property
+    def busy(self) -> bool:
+        """Whether calls handed over are still queued or running (e.g. a browser starting ahead of its test)."""
+        return self._pending > 0
 
     def call(self, function: Callable[..., Any], *args, **kwargs) -> Any:
         """`function(*args, **kwargs)` in the thread; its value, or its exception with its own traceback."""
@@ -61,6 +67,7 @@ class PlaywrightThread:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
                 self._thread.start()
+            self._pending += 1
             self._calls.put(item)
 
     def _serve(self) -> None:
@@ -71,6 +78,8 @@ class PlaywrightThread:
             except BaseException as error:  # handed to the caller, who raises it
                 outcome["error"] = error
             finally:
+                with self._lock:
+                    self._pending -= 1
                 done.set()
 
 
