@@ -3,10 +3,10 @@
 Playwright's sync API serves only the thread that started it. A browser takes 0.6-1.1 s to launch and
 open its page on the 16-core machine, and each pytest-xdist worker collects every test (0.5-1.3 s)
 before its first one: the runtime starts the browser in this thread when collection meets the first
-test that needs it, and every later Playwright call runs here too. The calls a test makes (runs, pages)
-are handed to the thread, which runs them one at a time in order; the caller waits. A run's calls go
-over the page's WebSocket channel, not Playwright, and stay in the caller's thread: Ctrl-C ends them
-there, and the hand-offs are per page opened or closed, not per run.
+test that needs it, and every later Playwright call runs here too: opening and closing pages and
+browsers, one at a time and in order, while the caller waits. A run's calls go over the page's
+WebSocket channel, not Playwright, and stay in the caller's thread: Ctrl-C ends them there, and a run
+hands nothing over while its page is usable.
 """
 
 from __future__ import annotations
