@@ -27,6 +27,33 @@ def assert_same_array(ours: np.ndarray, theirs: np.ndarray, where: str) -> None:
         np.testing.assert_array_equal(ours, theirs, err_msg=where, strict=True)
 
 
+def test_cases_onnxruntime_web_cannot_feed_skip_without_importing_onnx(pytester):
+    """A bfloat16, float8 or int4 input is a skip, and a bfloat16 golden waits for a run that could use it:
+    converting either took onnx's import (0.6-1.1 s, ml_dtypes) in every xdist worker that met one."""
+    cases = ["test_cast_BFLOAT16_to_FLOAT", "test_cast_FLOAT8E4M3FN_to_FLOAT", "test_cast_INT4_to_FLOAT",
+             "test_cast_FLOAT_to_BFLOAT16"]  # the last: IR 14, a failure of its run
+    generate_node_tests([str(pytester.path), *(arg for case in cases for arg in ("--pattern", case))])
+    pytester.makeconftest("""
+import sys
+
+def pytest_sessionfinish(session):
+    print("onnx imported:", "onnx" in sys.modules)
+""")
+    result = pytester.runpytest_subprocess("node", "--browser-ep", "wasm", "-s", "-p", "no:randomly", "-rs")
+    result.assert_outcomes(skipped=3, failed=1)
+    result.stdout.fnmatch_lines([
+        "*test_cast_BFLOAT16_to_FLOAT: input 'input' has dtype bfloat16, which onnxruntime-web cannot take (it takes*",
+        "*test_cast_FLOAT8E4M3FN_to_FLOAT: input 'input' has dtype float8_e4m3fn, which*",
+        "*test_cast_INT4_to_FLOAT: input 'input' has dtype int4, which*",
+    ])
+    result.stdout.fnmatch_lines(["*onnx imported: False*"])
+
+
+def test_the_names_of_types_numpy_lacks_are_onnxs():
+    for data_type, name in onnx_proto.TYPE_NAMES.items():
+        assert str(np.dtype(helper.tensor_dtype_to_np_dtype(data_type))) == name, data_type
+
+
 def test_every_tensor_of_onnxs_node_suite_reads_as_onnx_reads_it(node_suite):
     files = sorted(node_suite.glob("*/test_data_set_*/*.pb"))
     assert len(files) > 3000

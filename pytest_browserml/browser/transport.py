@@ -112,11 +112,15 @@ def _as_array(name: str, value: Any) -> np.ndarray:
     if array.dtype.kind in "OUS":
         return array
     if array.dtype.newbyteorder("=") not in ORT_TYPES:
-        supported = ", ".join(sorted(ORT_TYPES.values()))
-        raise TransportError(
-            f"input {name!r} has dtype {array.dtype}, which onnxruntime-web cannot take (it takes {supported} and string)"
-        )
+        raise cannot_take(name, str(array.dtype))
     return array
+
+
+def cannot_take(name: str, dtype: str) -> TransportError:
+    """The error for an input of a dtype no onnxruntime-web tensor type carries."""
+    supported = ", ".join(sorted(ORT_TYPES.values()))
+    return TransportError(f"input {name!r} has dtype {dtype}, which onnxruntime-web cannot take (it takes {supported} "
+                          "and string)")
 
 
 def _strings(name: str, array: np.ndarray) -> list[str]:
