@@ -14,6 +14,9 @@ wall) on each tier; and -n 0 on as many threads a page as tier-up pages get. Run
 rounds (`--rounds`), so that load from other processes falls on every N alike; the load average is
 printed.
 
+`--pytest-args=-p_parallel_spawn` loads bench/_parallel_spawn.py into every run: xdist's workers started all
+at once instead of one after another (an experiment on xdist, not the plugin).
+
 The corpus: the ONNX-layout folders the onnx wheel ships (pytorch-converted, pytorch-operator, simple:
 convolutions, RNNs and the like, larger than node cases).
 
