@@ -95,7 +95,8 @@ def _install() -> None:
     from pytest_browserml.budget import placement, stats
 
     for owner, name, label in [
-        (onnx_suite, "_read_pb", "onnx_suite._read_pb"),
+        (onnx_suite, "_parse", "onnx_suite._parse"),
+        (onnx_suite, "_values", "onnx_suite._values"),
         (onnx_suite, "compare_outputs", "compare_outputs"),
         (onnx_suite, "usable_ep_browser", "context.usable_ep_browser"),
         (runner.Runtime, "model_files", "Runtime.model_files"),

@@ -145,12 +145,12 @@ class OnnxDataSet(pytest.Item):
         inputs = self._read_tensors("input", input_names, entries)
         expected = self._read_tensors("output", output_names, entries)
         try:
-            feeds = {name: self._values(file, tensor, feed=name) for name, (file, tensor) in inputs.items()}
+            feeds = {name: _feed(name, tensor, self._show(file)) for name, (file, tensor) in inputs.items()}
             result = ep_browser.run(model_files, feeds, warmup=0, iterations=1)
         except TransportError as error:  # e.g. bfloat16: no onnxruntime-web tensor type carries it
             pytest.skip(f"{self.path.name}: {error}")
         # after the run: a bfloat16 golden, which onnx converts (its import), is read only where a run succeeded
-        goldens = {name: self._values(file, tensor) for name, (file, tensor) in expected.items()}
+        goldens = {name: _values(tensor, self._show(file)) for name, (file, tensor) in expected.items()}
         self.user_properties.append((RUN_PROPERTY, run_entry(test, result)))
         layers = [BUILTIN, *self.config.stash[PROJECT_TOLERANCE_KEY]]
         comparisons = compare_outputs(
@@ -172,32 +172,13 @@ class OnnxDataSet(pytest.Item):
                                 f"but {self.model.name} has only {len(names)} {kind}s ({', '.join(names)})")
         tensors = {}
         for position, file in enumerate(files):
-            tensor = self._parse(file)
+            tensor = _parse(file, self._show(file))
             name = names[position] if names is not None else tensor.name
             if not name:
                 raise OnnxCaseError(f"{self._show(file)}: the tensor has no name, and a .ort model "
                                     f"does not tell which {kind} it is")
             tensors[name] = (file, tensor)
         return tensors
-
-    def _parse(self, file: Path):
-        try:
-            return read_tensor(file)
-        except Exception as error:  # protobuf and OS errors alike mean an unreadable tensor: this data set's failure
-            raise self._unreadable(file, error) from None
-
-    def _values(self, file: Path, tensor, feed: str | None = None) -> np.ndarray:
-        """The tensor's values. A `feed` of a type numpy lacks is one no onnxruntime-web tensor carries: said
-        before onnx is imported to convert it (0.6-1.1 s in each xdist worker)."""
-        if feed is not None and tensor.data_type in TYPE_NAMES:
-            raise cannot_take(feed, TYPE_NAMES[tensor.data_type])
-        try:
-            return to_array(tensor)
-        except Exception as error:  # numpy errors (values that do not fill the shape) too
-            raise self._unreadable(file, error) from None
-
-    def _unreadable(self, file: Path, error: Exception) -> OnnxCaseError:
-        return OnnxCaseError(f"cannot read the tensor in {self._show(file)}: {type(error).__name__}: {error}")
 
     def _mismatch_text(self, comparisons: list[OutputComparison], goldens: dict[str, Path]) -> str:
         failed = [c for c in comparisons if not c.passed]
@@ -253,3 +234,30 @@ def _tensor_names(model: ModelFiles) -> tuple[list[str] | None, list[str] | None
                 pytest.skip(f"{model.path.parent.name}: {role} {value.name!r} is of {value.kind} type, "
                             f"but onnxruntime-web takes and returns tensors only")
     return [value.name for value in facts.inputs if not value.optional], [value.name for value in facts.outputs]
+
+
+def _parse(file: Path, shown: str):
+    """The TensorProto in `file`; any problem with the file is this data set's failure."""
+    try:
+        return read_tensor(file)
+    except Exception as error:  # protobuf and OS errors alike mean an unreadable tensor
+        raise _unreadable(shown, error) from None
+
+
+def _values(tensor, shown: str) -> np.ndarray:
+    try:
+        return to_array(tensor)
+    except Exception as error:  # numpy errors too (values that do not fill the shape)
+        raise _unreadable(shown, error) from None
+
+
+def _feed(name: str, tensor, shown: str) -> np.ndarray:
+    """An input's values. One of a type numpy lacks is one no onnxruntime-web tensor carries either: said
+    before onnx is imported to convert it (0.6-1.1 s in each xdist worker)."""
+    if tensor.data_type in TYPE_NAMES:
+        raise cannot_take(name, TYPE_NAMES[tensor.data_type])
+    return _values(tensor, shown)
+
+
+def _unreadable(shown: str, error: Exception) -> OnnxCaseError:
+    return OnnxCaseError(f"cannot read the tensor in {shown}: {type(error).__name__}: {error}")
