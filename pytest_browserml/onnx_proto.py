@@ -5,8 +5,7 @@ numpy), and each pytest-xdist worker would pay it before its first test. Reading
 needs only the message classes that onnx generates into onnx/onnx_ml_pb2.py (plain protobuf, 0.02 s):
 that one file is run here. Importing onnx later gives the same classes (protobuf keeps one class per
 message type). Tensors of the types numpy has are converted here; the others (bfloat16, float8, int4,
-external data, ...) by onnx's own numpy_helper, so callers that can do without them ask `converted_here`
-first. No browser and no pytest in here.
+external data, ...) by onnx's own numpy_helper. No browser and no pytest in here.
 """
 
 from __future__ import annotations
@@ -26,9 +25,10 @@ NUMPY_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int1
 _FIELDS = {1: ("float_data", np.float32), 14: ("float_data", np.float32), 7: ("int64_data", np.int64),
            11: ("double_data", np.float64), 15: ("double_data", np.float64), 12: ("uint64_data", np.uint64),
            13: ("uint64_data", np.uint64), **{t: ("int32_data", np.int32) for t in (2, 3, 4, 5, 6, 9, 10)}}
-# TensorProto.DataType -> its dtype's name in onnx's numpy_helper (ml_dtypes), for the types numpy lacks
+# TensorProto.DataType -> the name of the dtype numpy_helper gives it (ml_dtypes'), for the types numpy lacks
 TYPE_NAMES = {16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2", 20: "float8_e5m2fnuz",
-              21: "uint4", 22: "int4", 23: "float4_e2m1fn", 24: "float8_e8m0fnu", 25: "uint2", 26: "int2"}
+              21: "uint4", 22: "int4", 23: "float4_e2m1fn", 24: "float8_e8m0fnu", 25: "uint2", 26: "int2",
+              27: "float6_e2m3fn", 28: "float6_e3m2fn"}
 _SIXTEEN_BITS = frozenset({4, 5, 10})  # uint16, int16, float16: bit patterns in int32_data
 _STRING, _BOOL, _EXTERNAL = 8, 9, 1
 
@@ -64,19 +64,13 @@ def read_tensor(path: Path):
     return messages().TensorProto.FromString(path.read_bytes())
 
 
-def converted_here(tensor) -> bool:
-    """Whether to_array converts `tensor` without importing onnx."""
-    return (tensor.data_type in NUMPY_DTYPES and not tensor.HasField("segment")
-            and tensor.data_location != _EXTERNAL and sys.byteorder == "little")
-
-
 def to_array(tensor) -> np.ndarray:
     """The tensor's values as onnx.numpy_helper.to_array gives them."""
-    if not converted_here(tensor):
+    dtype = NUMPY_DTYPES.get(tensor.data_type)
+    if dtype is None or tensor.HasField("segment") or tensor.data_location == _EXTERNAL or sys.byteorder == "big":
         from onnx import numpy_helper
 
         return numpy_helper.to_array(tensor)
-    dtype = NUMPY_DTYPES[tensor.data_type]
     dims = tuple(tensor.dims)
     if tensor.data_type == _STRING:
         return np.asarray([text.decode("utf-8") for text in tensor.string_data]).astype(np.object_).reshape(dims)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from .browser.launch import ExecutionProvider
-from .browser.transport import TransportError, cannot_take
+from .browser.transport import NUMPY_TYPES, TransportError, cannot_take
 from .context import PROJECT_TOLERANCE_KEY, RUNTIME_KEY, usable_ep_browser
 from .golden.check import GoldenRecord
 from .golden.compare import OutputComparison, compare_outputs
@@ -147,11 +147,11 @@ class OnnxDataSet(pytest.Item):
         try:
             feeds = {name: _feed(name, tensor, self._show(file)) for name, (file, tensor) in inputs.items()}
             result = ep_browser.run(model_files, feeds, warmup=0, iterations=1)
-        except TransportError as error:  # e.g. bfloat16: no onnxruntime-web tensor type carries it
+        except TransportError as error:  # e.g. bfloat16: the transport carries no tensor of it
             pytest.skip(f"{self.path.name}: {error}")
+        self.user_properties.append((RUN_PROPERTY, run_entry(test, result)))
         # after the run: a bfloat16 golden, which onnx converts (its import), is read only where a run succeeded
         goldens = {name: _values(tensor, self._show(file)) for name, (file, tensor) in expected.items()}
-        self.user_properties.append((RUN_PROPERTY, run_entry(test, result)))
         layers = [BUILTIN, *self.config.stash[PROJECT_TOLERANCE_KEY]]
         comparisons = compare_outputs(
             result.outputs, goldens,
@@ -245,6 +245,7 @@ def _parse(file: Path, shown: str):
 
 
 def _values(tensor, shown: str) -> np.ndarray:
+    """The tensor's values; one that does not convert is this data set's failure."""
     try:
         return to_array(tensor)
     except Exception as error:  # numpy errors too (values that do not fill the shape)
@@ -252,10 +253,11 @@ def _values(tensor, shown: str) -> np.ndarray:
 
 
 def _feed(name: str, tensor, shown: str) -> np.ndarray:
-    """An input's values. One of a type numpy lacks is one no onnxruntime-web tensor carries either: said
-    before onnx is imported to convert it (0.6-1.1 s in each xdist worker)."""
-    if tensor.data_type in TYPE_NAMES:
-        raise cannot_take(name, TYPE_NAMES[tensor.data_type])
+    """An input's values. One of a type numpy lacks that the transport does not carry either is said so before
+    onnx is imported to convert it (0.6-1.1 s in each xdist worker)."""
+    dtype = TYPE_NAMES.get(tensor.data_type)
+    if dtype is not None and dtype not in NUMPY_TYPES:
+        raise cannot_take(name, dtype)
     return _values(tensor, shown)
 
 

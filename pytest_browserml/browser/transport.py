@@ -117,7 +117,7 @@ def _as_array(name: str, value: Any) -> np.ndarray:
 
 
 def cannot_take(name: str, dtype: str) -> TransportError:
-    """The error for an input of a dtype no onnxruntime-web tensor type carries."""
+    """The error for an input of a dtype the transport carries no tensor of."""
     supported = ", ".join(sorted(ORT_TYPES.values()))
     return TransportError(f"input {name!r} has dtype {dtype}, which onnxruntime-web cannot take (it takes {supported} "
                           "and string)")
