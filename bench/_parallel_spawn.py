@@ -1,4 +1,5 @@
-"""An experiment for bench_xdist.py --parallel-spawn, not part of the plugin: xdist's workers started all at once.
+"""An experiment on xdist, not the plugin: every popen worker started at once (bench_xdist.py's
+`--pytest-args=-p_parallel_spawn`).
 
 pytest-xdist starts its popen workers one after another: each start waits for the child's interpreter and
 its import of execnet (pytest-xdist#346; its PR #1229 was closed). On the 16-core machine that is 0.1-0.13 s
